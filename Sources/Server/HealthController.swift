@@ -1,0 +1,32 @@
+import Hummingbird
+import Postgres
+import TechBank
+
+/// `GET /healthz` (the process is up) and `GET /readyz` (the database answers and holds the
+/// schema this binary expects).
+struct HealthController {
+    let pool: PostgresPool
+
+    struct Health: ResponseEncodable {
+        let status: String
+        let schemaVersion: Int
+
+        enum CodingKeys: String, CodingKey {
+            case status
+            case schemaVersion = "schema_version"
+        }
+    }
+
+    func register(on router: Router<some RequestContext>) {
+        router.get("healthz") { _, _ in
+            Health(status: "ok", schemaVersion: Schema.version)
+        }
+        router.get("readyz") { _, _ -> Response in
+            let installed = try? await pool.withConnection { try await Schema.installedVersion($0) }
+            guard installed == Schema.version else {
+                return try Response.json(Health(status: "unavailable", schemaVersion: Schema.version), status: .serviceUnavailable)
+            }
+            return try Response.json(Health(status: "ok", schemaVersion: Schema.version))
+        }
+    }
+}

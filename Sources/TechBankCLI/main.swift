@@ -1,0 +1,126 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Logging
+import Postgres
+import Server
+import TechBank
+
+@main
+struct TechBankCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "techbank",
+        abstract: "The technology bank: a PostgreSQL-backed ledger and REST API for technology transfer.",
+        subcommands: [Serve.self, Migrate.self]
+    )
+}
+
+/// Where the database is: an existing server (`--database-url` / `DATABASE_URL`) or the embedded
+/// cluster under `--data-dir` / `TECHBANK_DATA_DIR` (default `./.techbank`). Flags win over the environment.
+struct DatabaseOptions: ParsableArguments {
+    @Option(help: "libpq connection string or URL of an existing PostgreSQL (env: DATABASE_URL). Unset: run an embedded cluster.")
+    var databaseURL: String?
+
+    @Option(help: "Directory of the embedded PostgreSQL cluster (env: TECHBANK_DATA_DIR; default: ./.techbank).")
+    var dataDir: String?
+
+    var resolvedDatabaseURL: String? {
+        let value = databaseURL ?? ProcessInfo.processInfo.environment["DATABASE_URL"]
+        return value?.isEmpty == false ? value : nil
+    }
+
+    var resolvedDataDir: String {
+        dataDir ?? ProcessInfo.processInfo.environment["TECHBANK_DATA_DIR"] ?? "./.techbank"
+    }
+
+    /// Starts the embedded cluster if no URL is configured; returns the connection string and the
+    /// cluster to stop afterwards (nil for an external server).
+    func connect(logger: Logger) async throws -> (conninfo: String, embedded: EmbeddedPostgres?) {
+        if let url = resolvedDatabaseURL { return (url, nil) }
+        let cluster = try EmbeddedPostgres(options: EmbeddedPostgres.Options(directory: resolvedDataDir))
+        try await cluster.start(logger: logger)
+        return (cluster.conninfo, cluster)
+    }
+
+    func describe(_ embedded: EmbeddedPostgres?) -> String {
+        embedded.map { "embedded PostgreSQL in \($0.options.directory)" } ?? "PostgreSQL at DATABASE_URL"
+    }
+}
+
+func makeLogger() -> Logger {
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+        return handler
+    }
+    return Logger(label: "techbank")
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the HTTP server (starting the embedded PostgreSQL unless a database URL is given).")
+
+    @OptionGroup var database: DatabaseOptions
+
+    @Option(help: "Address to listen on (env: TECHBANK_HOST; default: 127.0.0.1).")
+    var host: String?
+
+    @Option(help: "Port to listen on (env: TECHBANK_PORT; default: 8080).")
+    var port: Int?
+
+    func validate() throws {
+        if let port, !(0...65_535).contains(port) { throw ValidationError("--port must be between 0 and 65535") }
+        if port == nil, let text = ProcessInfo.processInfo.environment["TECHBANK_PORT"], Int(text).map({ (0...65_535).contains($0) }) != true {
+            throw ValidationError("TECHBANK_PORT must be a port number between 0 and 65535")
+        }
+    }
+
+    func run() async throws {
+        let logger = makeLogger()
+        let environment = ProcessInfo.processInfo.environment
+        var server = ServerConfiguration()
+        server.host = host ?? environment["TECHBANK_HOST"] ?? server.host
+        server.port = port ?? environment["TECHBANK_PORT"].flatMap { Int($0) } ?? server.port
+
+        let (conninfo, embedded) = try await database.connect(logger: logger)
+        let pool = PostgresPool(configuration: PostgresConfiguration(conninfo: conninfo), logger: logger)
+        do {
+            let version = try await Schema.migrate(pool)
+            let databaseDescription = database.describe(embedded)
+            let host = server.host
+            let app = buildApplication(configuration: server, pool: pool, logger: logger) { port in
+                logger.info("TechBank listening on http://\(host):\(port)", metadata: [
+                    "database": "\(databaseDescription)", "schema_version": "\(version)",
+                ])
+            }
+            try await app.runService()
+        } catch {
+            await pool.close()
+            try? await embedded?.stop(logger: logger)
+            throw error
+        }
+        try await embedded?.stop(logger: logger)
+    }
+}
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Apply schema.sql to the database and exit.")
+
+    @OptionGroup var database: DatabaseOptions
+
+    func run() async throws {
+        let logger = makeLogger()
+        let (conninfo, embedded) = try await database.connect(logger: logger)
+        let pool = PostgresPool(configuration: PostgresConfiguration(conninfo: conninfo), logger: logger)
+        let result = await Result(catching: { try await Schema.migrate(pool) })
+        await pool.close()
+        try await embedded?.stop(logger: logger)
+        let version = try result.get()
+        logger.info("schema is at version \(version)", metadata: ["database": "\(database.describe(embedded))"])
+    }
+}
+
+extension Result where Failure == any Error {
+    init(catching body: () async throws -> Success) async {
+        do { self = .success(try await body()) } catch { self = .failure(error) }
+    }
+}

@@ -1,0 +1,36 @@
+import Foundation
+import Logging
+import Postgres
+import Testing
+import TestSupport
+
+@Suite("Embedded cluster")
+struct EmbeddedPostgresTests {
+    @Test func createsStartsStopsAndReusesItsData() async throws {
+        let directory = NSTemporaryDirectory() + "techbank-embedded-\(UUID().uuidString.prefix(8))"
+        var options = EmbeddedPostgres.Options(directory: directory)
+        options.port = 5433
+        options.settings = ["fsync": "off"]
+        let cluster = try EmbeddedPostgres(options: options)
+        defer { try? cluster.destroy() }
+
+        try await cluster.start(logger: TestDatabase.logger)
+        let first = try await PostgresConnection.connect(conninfo: cluster.conninfo, statementTimeoutMilliseconds: 5_000, threadPool: .singleton)
+        try await first.query("CREATE TABLE kept (value text)")
+        try await first.query("INSERT INTO kept VALUES ($1)", ["still here"])
+        let listens = try await first.query("SELECT current_setting('listen_addresses'), current_database()")
+        #expect(try listens[0].decode(String.self, at: 0) == "")  // no TCP port unless asked
+        #expect(try listens[0].decode(String.self, at: 1) == "techbank")
+        first.close()
+        #expect(FileManager.default.fileExists(atPath: directory + "/.s.PGSQL.5433"))
+
+        try await cluster.stop(logger: TestDatabase.logger)
+        #expect(!FileManager.default.fileExists(atPath: directory + "/.s.PGSQL.5433"))
+
+        try await cluster.start(logger: TestDatabase.logger)
+        let second = try await PostgresConnection.connect(conninfo: cluster.conninfo, statementTimeoutMilliseconds: 5_000, threadPool: .singleton)
+        defer { second.close() }
+        let kept = try await second.query("SELECT value FROM kept")
+        #expect(try kept[0].decode(String.self, at: 0) == "still here")
+    }
+}

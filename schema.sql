@@ -1,0 +1,1 @@
+Sources/TechBank/schema.sql
