@@ -69,6 +69,17 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        .executableTarget(
+            name: "LedgerBench",
+            dependencies: [
+                "Ledger",
+                "Postgres",
+                "TechBank",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "bench/LedgerBench"
+        ),
         .target(
             name: "TestSupport",
             dependencies: ["Postgres", "TechBank"],
