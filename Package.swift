@@ -16,6 +16,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.0.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.5.0"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.0.0"),
     ],
     targets: [
         .systemLibrary(
@@ -44,7 +45,11 @@ let package = Package(
         ),
         .target(
             name: "TechBank",
-            dependencies: ["Ledger", "Postgres"],
+            dependencies: [
+                "Ledger",
+                "Postgres",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             resources: [.copy("schema.sql")]
         ),
         .target(
@@ -56,12 +61,16 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            resources: [.copy("openapi.json")]
         ),
         .executableTarget(
             name: "TechBankCLI",
             dependencies: [
                 "Server",
+                "Ledger",
                 "TechBank",
                 "Postgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

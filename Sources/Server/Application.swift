@@ -1,4 +1,6 @@
+import Foundation
 import Hummingbird
+import Ledger
 import Logging
 import Postgres
 import ServiceLifecycle
@@ -8,12 +10,45 @@ import TechBank
 public struct ServerConfiguration: Sendable {
     public var host: String = "127.0.0.1"
     public var port: Int = 8080
+    /// Request bodies larger than this are refused with 413 before they are read.
+    public var maxBodyBytes: Int = 1 << 20
 
     public init() {}
 }
 
+/// Builds the router with every route and middleware.
+public func buildRouter(configuration: ServerConfiguration, pool: PostgresPool) -> Router<AppRequestContext> {
+    let organizations = Organizations(pool: pool)
+    let ledger = Ledger(pool: pool)
+    let metrics = Metrics()
+    let idempotency = Idempotency(store: IdempotencyStore(pool: pool), maxBodyBytes: configuration.maxBodyBytes)
+
+    let router = Router(context: AppRequestContext.self)
+    router.add(middleware: RequestMiddleware(maxBodyBytes: configuration.maxBodyBytes, metrics: metrics))
+    HealthController(pool: pool).register(on: router)
+    router.get("metrics") { _, _ in
+        let usage = await pool.usage()
+        var headers = HTTPFields()
+        headers[.contentType] = "text/plain; version=0.0.4"
+        let text = metrics.render(pool: usage, maxConnections: pool.configuration.maxConnections)
+        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
+    }
+    router.get("openapi.json") { _, _ in
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: OpenAPI.document)))
+    }
+
+    let v1 = router.group("v1").add(middleware: AuthMiddleware(organizations: organizations))
+    OrganizationController(organizations: organizations, idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes).register(on: v1)
+    LedgerController(ledger: ledger, organizations: organizations, idempotency: idempotency, metrics: metrics, maxBodyBytes: configuration.maxBodyBytes)
+        .register(on: v1)
+    return router
+}
+
 /// Builds the HTTP application: routes over `pool`, plus the services it runs and stops with the
-/// server (the pool is shut down after the server, in reverse start order).
+/// server. On graceful shutdown the server stops accepting and finishes in-flight requests, then
+/// the other services stop in reverse order (the pool last).
 public func buildApplication(
     configuration: ServerConfiguration,
     pool: PostgresPool,
@@ -21,10 +56,8 @@ public func buildApplication(
     logger: Logger,
     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) -> some ApplicationProtocol {
-    let router = Router()
-    HealthController(pool: pool).register(on: router)
-    return Application(
-        router: router,
+    Application(
+        router: buildRouter(configuration: configuration, pool: pool),
         configuration: ApplicationConfiguration(address: .hostname(configuration.host, port: configuration.port), serverName: "techbank"),
         services: [pool] + services,
         onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },

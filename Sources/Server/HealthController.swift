@@ -7,7 +7,7 @@ import TechBank
 struct HealthController {
     let pool: PostgresPool
 
-    struct Health: ResponseEncodable {
+    struct Health: Encodable {
         let status: String
         let schemaVersion: Int
 
@@ -19,14 +19,14 @@ struct HealthController {
 
     func register(on router: Router<some RequestContext>) {
         router.get("healthz") { _, _ in
-            Health(status: "ok", schemaVersion: Schema.version)
+            try Reply.json(Health(status: "ok", schemaVersion: Schema.version)).response
         }
         router.get("readyz") { _, _ -> Response in
             let installed = try? await pool.withConnection { try await Schema.installedVersion($0) }
             guard installed == Schema.version else {
-                return try Response.json(Health(status: "unavailable", schemaVersion: Schema.version), status: .serviceUnavailable)
+                return try Reply.json(Health(status: "unavailable", schemaVersion: Schema.version), status: .serviceUnavailable).response
             }
-            return try Response.json(Health(status: "ok", schemaVersion: Schema.version))
+            return try Reply.json(Health(status: "ok", schemaVersion: Schema.version)).response
         }
     }
 }

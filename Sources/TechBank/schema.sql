@@ -613,5 +613,64 @@ BEGIN
     RETURN v_n;
 END $$;
 
+-- ---------------------------------------------------------------------------------------------
+-- TechBank: organizations, credentials, idempotency keys
+-- ---------------------------------------------------------------------------------------------
+CREATE SCHEMA IF NOT EXISTS techbank;
+
+CREATE TABLE IF NOT EXISTS techbank.organizations (
+    id uuid PRIMARY KEY,
+    name text NOT NULL CHECK (char_length(name) BETWEEN 1 AND 200),
+    kind text NOT NULL CHECK (kind IN ('operator', 'institute', 'enterprise', 'broker', 'sub_park', 'committee')),
+    sub_park_id uuid REFERENCES techbank.organizations (id),
+    country text NOT NULL CHECK (country ~ '^[A-Z]{2}$'),
+    version integer NOT NULL DEFAULT 1 CHECK (version >= 1),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    CHECK (sub_park_id IS NULL OR kind IN ('institute', 'enterprise'))
+);
+CREATE INDEX IF NOT EXISTS organizations_kind_idx ON techbank.organizations (kind, id);
+CREATE INDEX IF NOT EXISTS organizations_sub_park_idx ON techbank.organizations (sub_park_id, id);
+-- There is exactly one operator: the platform itself.
+CREATE UNIQUE INDEX IF NOT EXISTS organizations_one_operator ON techbank.organizations (kind) WHERE kind = 'operator';
+
+-- A sub-park reference must point at a sub-park.
+CREATE OR REPLACE FUNCTION techbank.check_sub_park() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.sub_park_id IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM techbank.organizations WHERE id = NEW.sub_park_id AND kind = 'sub_park') THEN
+        RAISE EXCEPTION 'organization % is not a sub-park', NEW.sub_park_id USING ERRCODE = 'TB010';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE OR REPLACE TRIGGER organizations_sub_park BEFORE INSERT OR UPDATE OF sub_park_id ON techbank.organizations
+    FOR EACH ROW EXECUTE FUNCTION techbank.check_sub_park();
+
+-- API keys: only the SHA-256 of the secret is stored. Keys carry 256 random bits, so a fast hash
+-- is enough; a slow password hash would only add latency to every request.
+CREATE TABLE IF NOT EXISTS techbank.api_keys (
+    id uuid PRIMARY KEY,
+    organization_id uuid NOT NULL REFERENCES techbank.organizations (id),
+    key_hash bytea NOT NULL UNIQUE CHECK (octet_length(key_hash) = 32),
+    label text CHECK (char_length(label) <= 200),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    revoked_at timestamptz
+);
+CREATE INDEX IF NOT EXISTS api_keys_organization_idx ON techbank.api_keys (organization_id, created_at);
+
+-- Idempotency-Key records: the first response to a (organization, key) is stored and replayed.
+-- status IS NULL while the first request is still running.
+CREATE TABLE IF NOT EXISTS techbank.idempotency_keys (
+    organization_id uuid NOT NULL REFERENCES techbank.organizations (id),
+    key text NOT NULL CHECK (char_length(key) BETWEEN 1 AND 255),
+    request_hash bytea NOT NULL,
+    status integer,
+    content_type text,
+    location text,
+    body bytea,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (organization_id, key)
+);
+CREATE INDEX IF NOT EXISTS idempotency_keys_created_idx ON techbank.idempotency_keys (created_at);
+
 INSERT INTO public.schema_version (singleton, version) VALUES (true, 1)
 ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version, applied_at = now();

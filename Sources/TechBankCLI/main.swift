@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Hummingbird
+import Ledger
 import Logging
 import Postgres
 import Server
@@ -85,9 +86,14 @@ struct Serve: AsyncParsableCommand {
         let pool = PostgresPool(configuration: PostgresConfiguration(conninfo: conninfo), logger: logger)
         do {
             let version = try await Schema.migrate(pool)
+            if let generated = try await Organizations(pool: pool).bootstrapOperator(adminKey: environment["TECHBANK_ADMIN_KEY"]) {
+                // Shown once: only its hash is stored.
+                print("Operator API key (shown once; set TECHBANK_ADMIN_KEY to choose your own): \(generated)")
+            }
             let databaseDescription = database.describe(embedded)
             let host = server.host
-            let app = buildApplication(configuration: server, pool: pool, logger: logger) { port in
+            let sweeper = ExpirySweeper(ledger: Ledger(pool: pool), logger: logger)
+            let app = buildApplication(configuration: server, pool: pool, services: [sweeper], logger: logger) { port in
                 logger.info("TechBank listening on http://\(host):\(port)", metadata: [
                     "database": "\(databaseDescription)", "schema_version": "\(version)",
                 ])

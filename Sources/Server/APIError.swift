@@ -1,0 +1,100 @@
+import Foundation
+import Hummingbird
+import Ledger
+import Postgres
+import TechBank
+
+/// An error answered as RFC 9457 `application/problem+json`: `type`, `title`, `status`,
+/// `detail`, plus `code` and, for validation failures, `errors: [{field, message}]`.
+/// Its text is written for API clients: it never carries SQL, stack traces or server internals.
+struct APIError: Error, Sendable {
+    struct FieldError: Codable, Sendable, Equatable {
+        let field: String
+        let message: String
+    }
+
+    let status: HTTPResponse.Status
+    let code: String
+    let detail: String
+    var errors: [FieldError] = []
+
+    init(_ status: HTTPResponse.Status, code: String, _ detail: String, errors: [FieldError] = []) {
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.errors = errors
+    }
+
+    static func validation(_ field: String, _ message: String) -> APIError {
+        APIError(.unprocessableContent, code: "validation_failed", "\(field): \(message)", errors: [FieldError(field: field, message: message)])
+    }
+
+    static func badRequest(_ field: String, _ message: String) -> APIError {
+        APIError(.badRequest, code: "invalid_request", "\(field): \(message)", errors: [FieldError(field: field, message: message)])
+    }
+
+    static let unauthorized = APIError(.unauthorized, code: "unauthorized", "a valid API key is required: Authorization: Bearer tbk_…")
+    static let forbidden = APIError(.forbidden, code: "forbidden", "this organization may not do that")
+    static let notFound = APIError(.notFound, code: "not_found", "no such resource")
+
+    /// The response body.
+    struct Problem: Codable, Sendable {
+        let type: String
+        let title: String
+        let status: Int
+        let detail: String
+        let code: String
+        let errors: [FieldError]?
+        let requestID: String?
+
+        enum CodingKeys: String, CodingKey {
+            case type, title, status, detail, code, errors
+            case requestID = "request_id"
+        }
+    }
+
+    func reply(requestID: String) throws -> Reply {
+        let problem = Problem(
+            type: "https://techbank.example/problems/\(code.replacingOccurrences(of: "_", with: "-"))",
+            title: status.reasonPhrase, status: status.code, detail: detail, code: code,
+            errors: errors.isEmpty ? nil : errors, requestID: requestID)
+        return try Reply.json(problem, status: status, contentType: "application/problem+json")
+    }
+
+    /// Maps any error to what the client may see. Unknown errors become a bare 500 (or 503 when the
+    /// database is unreachable); their details go to the log only.
+    static func from(_ error: any Error) -> APIError {
+        switch error {
+        case let error as APIError:
+            return error
+        case let error as LedgerError:
+            switch error.code {
+            case .accountExistsWithDifferentFields:
+                return APIError(.conflict, code: error.code.rawValue, error.message, errors: error.field.map { [FieldError(field: $0, message: error.message)] } ?? [])
+            default:
+                return APIError(.unprocessableContent, code: error.code.rawValue, error.message,
+                                errors: error.field.map { [FieldError(field: $0, message: error.message)] } ?? [])
+            }
+        case let error as TechBankError:
+            let status: HTTPResponse.Status = switch error.code {
+            case .conflict: .conflict
+            case .preconditionFailed: .preconditionFailed
+            default: .unprocessableContent
+            }
+            return APIError(status, code: error.code.rawValue, error.message, errors: error.field.map { [FieldError(field: $0, message: error.message)] } ?? [])
+        case let error as HTTPError:
+            switch error.status {
+            case .contentTooLarge:
+                return APIError(.contentTooLarge, code: "body_too_large", "the request body exceeds the limit")
+            case .notFound:
+                return .notFound
+            default:
+                return APIError(error.status, code: "http_error", error.status.reasonPhrase)
+            }
+        case let error as PostgresError where error.code == .leaseTimeout || error.code == .tooManyWaiters || error.code == .connection:
+            return APIError(.serviceUnavailable, code: "unavailable", "the service is busy or the database is unreachable; retry later")
+        default:
+            return APIError(.internalServerError, code: "internal_error", "an internal error occurred; it has been logged")
+        }
+    }
+}

@@ -1,0 +1,70 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import TechBank
+
+extension HTTPField.Name {
+    static let requestID = Self("Request-Id")!
+    static let idempotencyKey = Self("Idempotency-Key")!
+    static let idempotentReplayed = Self("Idempotent-Replayed")!
+}
+
+/// The outermost middleware: gives every request an id (echoing a sane caller-supplied
+/// `Request-Id`), turns every error into problem+json, enforces the body limit from
+/// `Content-Length`, records metrics and writes one structured log line per request.
+struct RequestMiddleware: RouterMiddleware {
+    typealias Context = AppRequestContext
+    let maxBodyBytes: Int
+    let metrics: Metrics
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let started = ContinuousClock.now
+        var context = context
+        let supplied = request.headers[.requestID]
+        context.requestID = supplied.flatMap { Self.isAcceptable($0) ? $0 : nil } ?? UUID().uuidString.lowercased()
+        var response: Response
+        do {
+            if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > maxBodyBytes {
+                throw APIError(.contentTooLarge, code: "body_too_large", "the request body exceeds \(maxBodyBytes) bytes")
+            }
+            response = try await next(request, context)
+        } catch {
+            let apiError = APIError.from(error)
+            if apiError.status.code >= 500 {
+                context.logger.error("request failed", metadata: ["request_id": "\(context.requestID)", "error": "\(String(reflecting: error))"])
+            }
+            response = try apiError.reply(requestID: context.requestID).response
+        }
+        response.headers[.requestID] = context.requestID
+        let route = context.endpointPath ?? "unmatched"
+        let elapsed = ContinuousClock.now - started
+        metrics.recordRequest(method: request.method.rawValue, route: route, status: response.status.code, duration: elapsed)
+        context.logger.info("request", metadata: [
+            "request_id": "\(context.requestID)", "method": "\(request.method)", "route": "\(route)",
+            "status": "\(response.status.code)", "duration_ms": "\(Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000)",
+            "organization_id": "\(context.identity?.organizationID.uuidString ?? "-")",
+        ])
+        return response
+    }
+
+    /// Printable ASCII, 1–200 characters: safe to echo and to log.
+    static func isAcceptable(_ id: String) -> Bool {
+        (1...200).contains(id.utf8.count) && id.utf8.allSatisfy { (33...126).contains($0) }
+    }
+}
+
+/// Establishes the caller from `Authorization: Bearer <key>`; answers 401 otherwise.
+struct AuthMiddleware: RouterMiddleware {
+    typealias Context = AppRequestContext
+    let organizations: Organizations
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else { throw APIError.unauthorized }
+        let secret = String(header.dropFirst("Bearer ".count)).trimmingCharacters(in: .whitespaces)
+        guard let identity = try await organizations.authenticate(secret: secret) else { throw APIError.unauthorized }
+        var context = context
+        context.identity = identity
+        return try await next(request, context)
+    }
+}

@@ -1,0 +1,214 @@
+import Foundation
+import Hummingbird
+import TechBank
+
+/// `/v1/organizations` and their API keys.
+struct OrganizationController: Sendable {
+    let organizations: Organizations
+    let idempotency: Idempotency
+    let maxBodyBytes: Int
+
+    struct OrganizationBody: Encodable, Sendable {
+        let id: UUID
+        let name: String
+        let kind: String
+        let subParkID: UUID?
+        let country: String
+        let createdAt: Date
+
+        init(_ organization: Organization) {
+            id = organization.id
+            name = organization.name
+            kind = organization.kind.rawValue
+            subParkID = organization.subParkID
+            country = organization.country
+            createdAt = organization.createdAt
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case id, name, kind, country
+            case subParkID = "sub_park_id"
+            case createdAt = "created_at"
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(id, forKey: .id)
+            try container.encode(name, forKey: .name)
+            try container.encode(kind, forKey: .kind)
+            try container.encode(subParkID, forKey: .subParkID)
+            try container.encode(country, forKey: .country)
+            try container.encode(createdAt, forKey: .createdAt)
+        }
+    }
+
+    struct CreateOrganization: RequestBody {
+        static let knownFields: Set<String> = ["id", "name", "kind", "sub_park_id", "country"]
+        let id: UUID?
+        let name: String
+        let kind: String
+        let subParkID: UUID?
+        let country: String
+
+        enum CodingKeys: String, CodingKey {
+            case id, name, kind, country
+            case subParkID = "sub_park_id"
+        }
+    }
+
+    struct RenameOrganization: RequestBody {
+        static let knownFields: Set<String> = ["name"]
+        let name: String
+    }
+
+    struct CreateKey: RequestBody {
+        static let knownFields: Set<String> = ["label"]
+        let label: String?
+    }
+
+    struct KeyBody: Encodable, Sendable {
+        let id: UUID
+        let organizationID: UUID
+        let label: String?
+        let createdAt: Date
+        let revokedAt: Date?
+        /// The secret: present only in the response that created the key.
+        let key: String?
+
+        enum CodingKeys: String, CodingKey {
+            case id, label, key
+            case organizationID = "organization_id"
+            case createdAt = "created_at"
+            case revokedAt = "revoked_at"
+        }
+    }
+
+    func register(on router: some RouterMethods<AppRequestContext>) {
+        router.post("organizations") { request, context in
+            try await idempotency.run(request, context: context) { request, context in try await create(request, context) }
+        }
+        router.get("organizations") { request, context in try await list(request, context).response }
+        router.get("organizations/:id") { request, context in try await get(request, context).response }
+        router.patch("organizations/:id") { request, context in try await rename(request, context).response }
+        router.post("organizations/:id/api-keys") { request, context in try await issueKey(request, context).response }
+        router.get("organizations/:id/api-keys") { request, context in try await listKeys(request, context).response }
+        router.delete("organizations/:id/api-keys/:key_id") { request, context in try await revokeKey(request, context) }
+    }
+
+    @Sendable func create(_ request: Request, _ context: AppRequestContext) async throws -> Reply {
+        guard try context.requireIdentity().kind == .operator else { throw APIError.forbidden }
+        var request = request
+        let body = try await request.decode(CreateOrganization.self, maxBytes: maxBodyBytes)
+        let name = body.name.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard (1...200).contains(name.count) else { throw APIError.validation("name", "must be 1 to 200 characters") }
+        guard let kind = OrganizationKind(rawValue: body.kind), OrganizationKind.creatable.contains(kind) else {
+            throw APIError.validation("kind", "must be one of \(OrganizationKind.creatable.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard body.country.utf8.count == 2, body.country.utf8.allSatisfy({ (65...90).contains($0) }) else {
+            throw APIError.validation("country", "must be an ISO 3166-1 alpha-2 code such as CN")
+        }
+        if body.subParkID != nil, kind != .institute, kind != .enterprise {
+            throw APIError.validation("sub_park_id", "only institutes and enterprises belong to a sub-park")
+        }
+        let organization = try await organizations.create(id: body.id ?? UUID(), name: name, kind: kind, subParkID: body.subParkID, country: body.country)
+        var reply = try Reply.json(OrganizationBody(organization), status: .created)
+        reply.headers[.location] = "/v1/organizations/\(organization.id.uuidString.lowercased())"
+        reply.headers[.eTag] = Self.etag(organization)
+        return reply
+    }
+
+    func get(_ request: Request, _ context: AppRequestContext) async throws -> Reply {
+        let organization = try await visibleOrganization(request, context)
+        var reply = try Reply.json(OrganizationBody(organization))
+        reply.headers[.eTag] = Self.etag(organization)
+        return reply
+    }
+
+    func list(_ request: Request, _ context: AppRequestContext) async throws -> Reply {
+        let identity = try context.requireIdentity()
+        let (limit, cursorText) = try request.page()
+        let query = request.uri.queryParameters
+        var kind: OrganizationKind?
+        if let text = query["kind"] {
+            guard let value = OrganizationKind(rawValue: String(text)) else {
+                throw APIError.validation("kind", "must be one of \(OrganizationKind.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            kind = value
+        }
+        var subParkID: UUID?
+        if let text = query["sub_park_id"] {
+            guard let value = UUID(uuidString: String(text)) else { throw APIError.validation("sub_park_id", "must be a UUID") }
+            subParkID = value
+        }
+        let cursor = try cursorText.map { text in
+            guard let id = UUID(uuidString: try Cursor.decode(text)) else { throw APIError.validation("cursor", "is not a cursor this API returned") }
+            return id
+        }
+        let page = try await organizations.list(visibleTo: identity, kind: kind, subParkID: subParkID, limit: limit, after: cursor)
+        return try Reply.json(PageBody(data: page.items.map(OrganizationBody.init), nextCursor: page.next.map { Cursor.encode($0.uuidString) }))
+    }
+
+    func rename(_ request: Request, _ context: AppRequestContext) async throws -> Reply {
+        let organization = try await visibleOrganization(request, context)
+        guard try context.requireIdentity().kind == .operator else { throw APIError.forbidden }
+        guard let ifMatch = request.headers[.ifMatch] else {
+            throw APIError(.preconditionRequired, code: "precondition_required", "send If-Match with the ETag you last read")
+        }
+        guard ifMatch == Self.etag(organization) else {
+            throw APIError(.preconditionFailed, code: "precondition_failed", "the organization has changed; fetch it again")
+        }
+        var request = request
+        let body = try await request.decode(RenameOrganization.self, maxBytes: maxBodyBytes)
+        let name = body.name.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard (1...200).contains(name.count) else { throw APIError.validation("name", "must be 1 to 200 characters") }
+        guard let updated = try await organizations.rename(organization.id, to: name, expectedVersion: organization.version) else {
+            throw APIError.notFound
+        }
+        var reply = try Reply.json(OrganizationBody(updated))
+        reply.headers[.eTag] = Self.etag(updated)
+        return reply
+    }
+
+    func issueKey(_ request: Request, _ context: AppRequestContext) async throws -> Reply {
+        let organization = try await operatorOnly(request, context)
+        var request = request
+        let body = try await request.decode(CreateKey.self, maxBytes: maxBodyBytes)
+        if let label = body.label, label.count > 200 { throw APIError.validation("label", "must be at most 200 characters") }
+        let (key, secret) = try await organizations.issueKey(for: organization.id, label: body.label)
+        return try Reply.json(KeyBody(id: key.id, organizationID: key.organizationID, label: key.label, createdAt: key.createdAt, revokedAt: nil, key: secret), status: .created)
+    }
+
+    func listKeys(_ request: Request, _ context: AppRequestContext) async throws -> Reply {
+        let organization = try await operatorOnly(request, context)
+        let keys = try await organizations.keys(of: organization.id)
+        return try Reply.json(PageBody(data: keys.map {
+            KeyBody(id: $0.id, organizationID: $0.organizationID, label: $0.label, createdAt: $0.createdAt, revokedAt: $0.revokedAt, key: nil)
+        }, nextCursor: nil))
+    }
+
+    func revokeKey(_ request: Request, _ context: AppRequestContext) async throws -> Response {
+        let organization = try await operatorOnly(request, context)
+        let keyID = try request.uuidParameter("key_id", context)
+        guard try await organizations.revokeKey(keyID, of: organization.id) else { throw APIError.notFound }
+        return Response(status: .noContent)
+    }
+
+    /// The organization named by `:id`, if the caller may see it; 404 otherwise.
+    func visibleOrganization(_ request: Request, _ context: AppRequestContext) async throws -> Organization {
+        let identity = try context.requireIdentity()
+        let id = try request.uuidParameter("id", context)
+        guard let organization = try await organizations.get(id),
+              identity.canSee(organizationID: organization.id, memberOf: organization.subParkID)
+        else { throw APIError.notFound }
+        return organization
+    }
+
+    /// For operator-only routes under an organization: 404 if the caller cannot see it, 403 if it can.
+    func operatorOnly(_ request: Request, _ context: AppRequestContext) async throws -> Organization {
+        let organization = try await visibleOrganization(request, context)
+        guard try context.requireIdentity().kind == .operator else { throw APIError.forbidden }
+        return organization
+    }
+
+    static func etag(_ organization: Organization) -> String { "\"v\(organization.version)\"" }
+}

@@ -1,0 +1,135 @@
+import Foundation
+import Hummingbird
+
+/// A JSON request body. Fields not listed in `knownFields` are refused (a misspelt optional field
+/// would otherwise be silently ignored); `nestedKnownFields` does the same for arrays of objects.
+protocol RequestBody: Decodable, Sendable {
+    static var knownFields: Set<String> { get }
+    static var nestedKnownFields: [String: Set<String>] { get }
+}
+
+extension RequestBody {
+    static var nestedKnownFields: [String: Set<String>] { [:] }
+}
+
+extension Request {
+    /// Reads at most `maxBytes` of body and decodes it as `T`. Malformed JSON → 400; a wrong type,
+    /// a missing or unknown field → 422; each naming the field.
+    mutating func decode<T: RequestBody>(_: T.Type, maxBytes: Int) async throws -> T {
+        let buffer = try await collectBody(upTo: maxBytes)
+        let data = Data(buffer: buffer)
+        let top: [String: JSONValue]
+        do {
+            guard case .object(let object) = try JSONDecoder().decode(JSONValue.self, from: data) else {
+                throw APIError.badRequest("body", "must be a JSON object")
+            }
+            top = object
+        } catch let error as APIError {
+            throw error
+        } catch {
+            throw APIError.badRequest("body", "is not valid JSON")
+        }
+        var unknown = top.keys.filter { !T.knownFields.contains($0) }.sorted()
+        for (field, allowed) in T.nestedKnownFields {
+            guard case .array(let elements)? = top[field] else { continue }
+            for (index, element) in elements.enumerated() {
+                guard case .object(let object) = element else { continue }
+                unknown += object.keys.filter { !allowed.contains($0) }.sorted().map { "\(field)[\(index)].\($0)" }
+            }
+        }
+        if !unknown.isEmpty {
+            throw APIError(.unprocessableContent, code: "unknown_field", "unknown field(s): \(unknown.joined(separator: ", "))",
+                           errors: unknown.map { APIError.FieldError(field: $0, message: "is not a known field") })
+        }
+        do {
+            return try JSONDecoder().decode(T.self, from: data)
+        } catch let error as DecodingError {
+            throw Self.apiError(error)
+        }
+    }
+
+    private static func apiError(_ error: DecodingError) -> APIError {
+        func path(_ codingPath: [any CodingKey], _ last: (any CodingKey)? = nil) -> String {
+            var text = ""
+            for key in codingPath + (last.map { [$0] } ?? []) {
+                if let index = key.intValue { text += "[\(index)]" } else { text += text.isEmpty ? key.stringValue : ".\(key.stringValue)" }
+            }
+            return text.isEmpty ? "body" : text
+        }
+        switch error {
+        case .keyNotFound(let key, let context):
+            return .validation(path(context.codingPath, key), "is required")
+        case .valueNotFound(_, let context):
+            return .validation(path(context.codingPath), "must not be null")
+        case .typeMismatch(let type, let context):
+            return .validation(path(context.codingPath), "must be \(describe(type))")
+        case .dataCorrupted(let context):
+            return .validation(path(context.codingPath), context.debugDescription.contains("UUID") ? "must be a UUID" : "is invalid")
+        @unknown default:
+            return .validation("body", "is invalid")
+        }
+    }
+
+    private static func describe(_ type: Any.Type) -> String {
+        switch type {
+        case is Int64.Type, is Int.Type, is Int32.Type: "an integer"
+        case is Bool.Type: "a boolean"
+        case is String.Type: "a string"
+        case is UUID.Type: "a UUID string"
+        default: "of a different type"
+        }
+    }
+
+    /// `limit` (1–200, default 50) and the opaque `cursor` of a listing.
+    func page() throws -> (limit: Int, cursor: String?) {
+        let query = uri.queryParameters
+        var limit = 50
+        if let text = query["limit"] {
+            guard let value = Int(String(text)), (1...200).contains(value) else {
+                throw APIError.validation("limit", "must be an integer from 1 to 200")
+            }
+            limit = value
+        }
+        return (limit, query["cursor"].map(String.init))
+    }
+
+    /// A UUID path parameter; anything else cannot name a resource, so it is a 404.
+    func uuidParameter(_ name: String, _ context: AppRequestContext) throws -> UUID {
+        guard let text = context.parameters.get(name), let id = UUID(uuidString: text) else { throw APIError.notFound }
+        return id
+    }
+}
+
+/// Opaque page cursors: the position encoded as base64url, so clients do not build them.
+enum Cursor {
+    static func encode(_ position: String) -> String {
+        Data(position.utf8).base64EncodedString().replacingOccurrences(of: "+", with: "-")
+            .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+    }
+
+    static func decode(_ cursor: String) throws -> String {
+        var base64 = cursor.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
+        guard cursor.count <= 200, let data = Data(base64Encoded: base64), let text = String(data: data, encoding: .utf8) else {
+            throw APIError.validation("cursor", "is not a cursor this API returned")
+        }
+        return text
+    }
+}
+
+/// A page of a listing: `{ "data": [...], "next_cursor": ... }`.
+struct PageBody<Item: Encodable & Sendable>: Encodable, Sendable {
+    let data: [Item]
+    let nextCursor: String?
+
+    enum CodingKeys: String, CodingKey {
+        case data
+        case nextCursor = "next_cursor"
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(data, forKey: .data)
+        try container.encode(nextCursor, forKey: .nextCursor)  // null on the last page, not absent
+    }
+}

@@ -1,0 +1,27 @@
+/// A request TechBank refuses, with a code the HTTP layer maps to a status.
+public struct TechBankError: Error, Sendable, Equatable, CustomStringConvertible {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        public let rawValue: String
+        public init(_ rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+
+        /// A field is invalid (422).
+        public static let validation = Code("validation_failed")
+        /// The request conflicts with the current state (409).
+        public static let conflict = Code("conflict")
+        /// The resource changed since the caller read it (412).
+        public static let preconditionFailed = Code("precondition_failed")
+    }
+
+    public let code: Code
+    public let field: String?
+    public let message: String
+
+    public init(_ code: Code, field: String? = nil, _ message: String) {
+        self.code = code
+        self.field = field
+        self.message = message
+    }
+
+    public var description: String { "\(code)" + (field.map { " (\($0))" } ?? "") + ": \(message)" }
+}
