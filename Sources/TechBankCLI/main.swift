@@ -5,6 +5,7 @@ import Ledger
 import Logging
 import Postgres
 import Server
+import ServiceLifecycle
 import TechBank
 
 @main
@@ -98,7 +99,12 @@ struct Serve: AsyncParsableCommand {
                     "database": "\(databaseDescription)", "schema_version": "\(version)",
                 ])
             }
-            try await app.runService()
+            // In-flight requests get a bounded time to finish on SIGTERM/SIGINT; then the
+            // remaining work is cancelled.
+            var group = ServiceGroupConfiguration(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            group.maximumGracefulShutdownDuration = .seconds(30)
+            group.maximumCancellationDuration = .seconds(5)
+            try await ServiceGroup(configuration: group).run()
         } catch {
             await pool.close()
             try? await embedded?.stop(logger: logger)
