@@ -49,6 +49,8 @@ let package = Package(
                 "Ledger",
                 "Postgres",
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             resources: [.copy("schema.sql")]
         ),

@@ -63,7 +63,7 @@ public struct Ledger: Sendable {
         ].filter { !$0.1 }.map(\.0)
         guard differences.isEmpty else {
             throw LedgerError(.accountExistsWithDifferentFields, field: differences.first,
-                              "account \(new.id) exists with different \(differences.joined(separator: ", "))")
+                              "account \(new.id.uuidString.lowercased()) exists with different \(differences.joined(separator: ", "))")
         }
         return (existing, false)
     }
@@ -284,12 +284,16 @@ public struct Ledger: Sendable {
         return "{" + fields.joined(separator: ",") + "}"
     }
 
-    /// Codes (account kinds, transfer reasons) are lower-case identifiers of at most 63 characters.
-    static func validate(code: String, field: String) throws {
+    /// Whether `code` is a valid account kind or transfer reason: a lower-case identifier of at
+    /// most 63 characters (letters, digits, `_`, starting with a letter).
+    public static func isValidCode(_ code: String) -> Bool {
         let bytes = Array(code.utf8)
-        guard (1...63).contains(bytes.count), (97...122).contains(bytes[0]),
-              bytes.allSatisfy({ (97...122).contains($0) || (48...57).contains($0) || $0 == 95 })
-        else {
+        return (1...63).contains(bytes.count) && (97...122).contains(bytes[0])
+            && bytes.allSatisfy({ (97...122).contains($0) || (48...57).contains($0) || $0 == 95 })
+    }
+
+    static func validate(code: String, field: String) throws {
+        guard isValidCode(code) else {
             throw LedgerError(.invalidRequest, field: field, "must be 1 to 63 lower-case letters, digits or '_', starting with a letter")
         }
     }

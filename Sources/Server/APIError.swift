@@ -71,6 +71,9 @@ struct APIError: Error, Sendable {
             switch error.code {
             case .accountExistsWithDifferentFields:
                 return APIError(.conflict, code: error.code.rawValue, error.message, errors: error.field.map { [FieldError(field: $0, message: error.message)] } ?? [])
+            case .invalidRequest:
+                return APIError(.unprocessableContent, code: "validation_failed", (error.field.map { "\($0): " } ?? "") + error.message,
+                                errors: error.field.map { [FieldError(field: $0, message: error.message)] } ?? [])
             default:
                 return APIError(.unprocessableContent, code: error.code.rawValue, error.message,
                                 errors: error.field.map { [FieldError(field: $0, message: error.message)] } ?? [])

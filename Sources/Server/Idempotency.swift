@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import HTTPTypes
 import Hummingbird
 import TechBank
 
@@ -29,8 +30,9 @@ struct Idempotency: Sendable {
         switch try await store.claim(organizationID: identity.organizationID, key: key, requestHash: requestHash) {
         case .replay(let stored):
             var headers = HTTPFields()
-            headers[.contentType] = stored.contentType
-            headers[.location] = stored.location
+            for (name, value) in stored.headers.sorted(by: { $0.key < $1.key }) {
+                if let field = HTTPField.Name(name) { headers[field] = value }
+            }
             headers[.idempotentReplayed] = "true"
             return Response(status: .init(code: stored.status), headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: stored.body)))
         case .mismatch:
@@ -52,8 +54,11 @@ struct Idempotency: Sendable {
             }
             reply = try apiError.reply(requestID: context.requestID)
         }
-        try await store.complete(organizationID: identity.organizationID, key: key, response: .init(
-            status: reply.status.code, contentType: reply.headers[.contentType], location: reply.headers[.location], body: reply.body))
+        // The replay repeats the first response's status, body and describing headers; the body
+        // (including a problem's request_id) is byte-identical, the Request-Id header is the new request's.
+        let kept = reply.headers.filter { [.contentType, .location, .eTag].contains($0.name) }
+        let headers = Dictionary(kept.map { ($0.name.canonicalName, $0.value) }, uniquingKeysWith: { first, _ in first })
+        try await store.complete(organizationID: identity.organizationID, key: key, response: .init(status: reply.status.code, headers: headers, body: reply.body))
         return reply.response
     }
 }

@@ -200,7 +200,7 @@ struct LedgerController: Sendable {
             id: body.id ?? UUID(), currency: body.currency, ownerID: owner.id, code: body.code ?? "operating",
             debitsMustNotExceedCredits: body.debitsMustNotExceedCredits ?? false,
             creditsMustNotExceedDebits: body.creditsMustNotExceedDebits ?? false,
-            metadata: try body.metadata.map { try $0.jsonb }))
+            metadata: try Self.metadataJSONB(body.metadata, field: "metadata")))
         var reply = try Reply.json(AccountBody(account: account), status: created ? .created : .ok)
         reply.headers[.location] = "/v1/accounts/\(account.id.uuidString.lowercased())"
         return reply
@@ -288,8 +288,14 @@ struct LedgerController: Sendable {
 
     /// Turns a request body into a ledger request, naming the field of the first problem.
     static func transferRequest(_ body: CreateTransfer, field prefix: String) throws -> TransferRequest {
-        let metadata = try body.metadata.map { try $0.jsonb }
+        let metadata = try metadataJSONB(body.metadata, field: prefix + "metadata")
         let code = body.code ?? "transfer"
+        guard Ledger.isValidCode(code) else {
+            throw APIError.validation(prefix + "code", "must be 1 to 63 lower-case letters, digits or '_', starting with a letter")
+        }
+        if let currency = body.currency, CurrencyCode(currency) == nil {
+            throw APIError.validation(prefix + "currency", "must be an ISO 4217 code such as CNY")
+        }
         func amount(required: Bool) throws -> Int64? {
             guard let amount = body.amount else {
                 if required { throw APIError.validation(prefix + "amount", "is required") }
@@ -324,6 +330,15 @@ struct LedgerController: Sendable {
         }
         try forbid([("timeout_seconds", body.timeoutSeconds != nil)], because: "applies only to pending transfers")
         return TransferRequest(id: body.id, action: .post(debit: debit, credit: credit, amount: value, currency: currency), code: code, metadata: metadata)
+    }
+
+    /// Free-form metadata must be a JSON object (or absent/null).
+    static func metadataJSONB(_ value: JSONValue?, field: String) throws -> JSONB? {
+        switch value {
+        case nil, .null?: return nil
+        case .object?: return try value?.jsonb
+        default: throw APIError.validation(field, "must be a JSON object")
+        }
     }
 
     /// The caller must own the account money leaves (or be the operator).

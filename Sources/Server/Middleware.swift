@@ -35,6 +35,7 @@ struct RequestMiddleware: RouterMiddleware {
                 context.logger.error("request failed", metadata: ["request_id": "\(context.requestID)", "error": "\(String(reflecting: error))"])
             }
             response = try apiError.reply(requestID: context.requestID).response
+            if apiError.status == .unauthorized { response.headers[.wwwAuthenticate] = "Bearer" }
         }
         response.headers[.requestID] = context.requestID
         let route = context.endpointPath ?? "unmatched"
@@ -43,7 +44,7 @@ struct RequestMiddleware: RouterMiddleware {
         context.logger.info("request", metadata: [
             "request_id": "\(context.requestID)", "method": "\(request.method)", "route": "\(route)",
             "status": "\(response.status.code)", "duration_ms": "\(Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000)",
-            "organization_id": "\(context.identity?.organizationID.uuidString ?? "-")",
+            "organization_id": "\(context.caller.id?.uuidString.lowercased() ?? "-")",
         ])
         return response
     }
@@ -60,11 +61,13 @@ struct AuthMiddleware: RouterMiddleware {
     let organizations: Organizations
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else { throw APIError.unauthorized }
-        let secret = String(header.dropFirst("Bearer ".count)).trimmingCharacters(in: .whitespaces)
+        // The scheme name is case-insensitive (RFC 9110 §11.1).
+        guard let header = request.headers[.authorization], header.lowercased().hasPrefix("bearer ") else { throw APIError.unauthorized }
+        let secret = String(header.dropFirst("bearer ".count)).trimmingCharacters(in: .whitespaces)
         guard let identity = try await organizations.authenticate(secret: secret) else { throw APIError.unauthorized }
         var context = context
         context.identity = identity
+        context.caller.set(identity.organizationID)
         return try await next(request, context)
     }
 }

@@ -154,7 +154,7 @@ struct OrganizationController: Sendable {
         guard let ifMatch = request.headers[.ifMatch] else {
             throw APIError(.preconditionRequired, code: "precondition_required", "send If-Match with the ETag you last read")
         }
-        guard ifMatch == Self.etag(organization) else {
+        guard ifMatch == "*" || ifMatch.split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces) == Self.etag(organization) }) else {
             throw APIError(.preconditionFailed, code: "precondition_failed", "the organization has changed; fetch it again")
         }
         var request = request

@@ -17,19 +17,21 @@ enum RFC3339 {
                       Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec), Int(fraction))
     }
 
-    /// Parses `2026-01-31T12:00:00Z`, with optional fractional seconds and any UTC offset.
+    /// Parses `2026-01-31T12:00:00Z`, with optional fractional seconds (kept to the microsecond)
+    /// and any UTC offset.
     static func parse(_ text: String) -> Date? {
-        let plain = ISO8601DateFormatter()
-        plain.formatOptions = [.withInternetDateTime]
-        if let date = plain.date(from: text) { return date }
-        let fractional = ISO8601DateFormatter()
-        fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let date = fractional.date(from: text) { return date }
-        // ISO8601DateFormatter keeps only milliseconds; read microseconds exactly.
-        guard let dot = text.firstIndex(of: "."), let base = plain.date(from: String(text[..<dot]) + "Z"), text.hasSuffix("Z") else { return nil }
-        let digits = text[text.index(after: dot)..<text.index(before: text.endIndex)]
-        guard (1...9).contains(digits.count), digits.allSatisfy(\.isASCII), let value = Int(digits) else { return nil }
-        return base.addingTimeInterval(Double(value) / pow(10, Double(digits.count)))
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        guard let dot = text.firstIndex(of: ".") else { return formatter.date(from: text) }
+        // ISO8601DateFormatter keeps only milliseconds: parse the rest without the fraction and
+        // add the fraction exactly.
+        let digitsEnd = text[text.index(after: dot)...].firstIndex(where: { !$0.isASCII || !$0.isNumber }) ?? text.endIndex
+        let digits = text[text.index(after: dot)..<digitsEnd]
+        guard (1...9).contains(digits.count), let value = Int(digits),
+              let whole = formatter.date(from: String(text[..<dot]) + String(text[digitsEnd...]))
+        else { return nil }
+        let micros = (Double(value) / pow(10, Double(digits.count)) * 1_000_000).rounded(.down)
+        return whole.addingTimeInterval(micros / 1_000_000)
     }
 }
 

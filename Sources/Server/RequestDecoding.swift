@@ -29,6 +29,10 @@ extension Request {
         } catch {
             throw APIError.badRequest("body", "is not valid JSON")
         }
+        if let field = Self.fieldWithNUL(in: .object(top), path: "") {
+            // PostgreSQL text cannot hold U+0000; refuse it here rather than fail in the database.
+            throw APIError.validation(field, "must not contain the NUL character")
+        }
         var unknown = top.keys.filter { !T.knownFields.contains($0) }.sorted()
         for (field, allowed) in T.nestedKnownFields {
             guard case .array(let elements)? = top[field] else { continue }
@@ -43,8 +47,54 @@ extension Request {
         }
         do {
             return try JSONDecoder().decode(T.self, from: data)
+        } catch DecodingError.dataCorrupted(let context) where context.codingPath.isEmpty {
+            // Foundation reports a fractional or out-of-range number where an integer belongs as
+            // corrupt data without a path; every field of a request that takes a number takes an
+            // integer, so name the first non-integer number outside free-form metadata.
+            throw APIError.validation(Self.fieldWithNonInteger(in: .object(top), path: "") ?? "body", "must be an integer")
         } catch let error as DecodingError {
             throw Self.apiError(error)
+        }
+    }
+
+    private static func fieldWithNonInteger(in value: JSONValue, path: String) -> String? {
+        switch value {
+        case .number:
+            return path
+        case .array(let elements):
+            for (index, element) in elements.enumerated() {
+                if let found = fieldWithNonInteger(in: element, path: "\(path)[\(index)]") { return found }
+            }
+            return nil
+        case .object(let object):
+            for (key, element) in object.sorted(by: { $0.key < $1.key }) where key != "metadata" {
+                if let found = fieldWithNonInteger(in: element, path: path.isEmpty ? key : "\(path).\(key)") { return found }
+            }
+            return nil
+        default:
+            return nil
+        }
+    }
+
+    /// The path of the first string or key containing U+0000, if any.
+    private static func fieldWithNUL(in value: JSONValue, path: String) -> String? {
+        switch value {
+        case .string(let text):
+            return text.utf8.contains(0) ? (path.isEmpty ? "body" : path) : nil
+        case .array(let elements):
+            for (index, element) in elements.enumerated() {
+                if let found = fieldWithNUL(in: element, path: "\(path)[\(index)]") { return found }
+            }
+            return nil
+        case .object(let object):
+            for (key, element) in object.sorted(by: { $0.key < $1.key }) {
+                let child = path.isEmpty ? key : "\(path).\(key)"
+                if key.utf8.contains(0) { return child }
+                if let found = fieldWithNUL(in: element, path: child) { return found }
+            }
+            return nil
+        default:
+            return nil
         }
     }
 

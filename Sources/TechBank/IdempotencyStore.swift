@@ -6,14 +6,13 @@ public struct IdempotencyStore: Sendable {
     /// A response as stored and replayed.
     public struct StoredResponse: Sendable, Equatable {
         public let status: Int
-        public let contentType: String?
-        public let location: String?
+        /// The headers that describe the response (content type, location, ETag), by name.
+        public let headers: [String: String]
         public let body: Data
 
-        public init(status: Int, contentType: String?, location: String?, body: Data) {
+        public init(status: Int, headers: [String: String], body: Data) {
             self.status = status
-            self.contentType = contentType
-            self.location = location
+            self.headers = headers
             self.body = body
         }
     }
@@ -49,22 +48,21 @@ public struct IdempotencyStore: Sendable {
                 [organizationID, key, requestHash, Int64(Self.abandonedAfterSeconds)])
             if !claimed.isEmpty { return .claimed }
             let rows = try await connection.query(
-                "SELECT request_hash, status, content_type, location, body FROM techbank.idempotency_keys WHERE organization_id = $1 AND key = $2",
+                "SELECT request_hash, status, headers, body FROM techbank.idempotency_keys WHERE organization_id = $1 AND key = $2",
                 [organizationID, key])
             guard let row = rows.first else { return .inProgress }  // released meanwhile; the caller may retry
             guard try row.decode(Data.self, at: 0) == requestHash else { return .mismatch }
             guard let status = try row.decode(Int32?.self, at: 1) else { return .inProgress }
-            return .replay(StoredResponse(
-                status: Int(status), contentType: try row.decode(String?.self, at: 2),
-                location: try row.decode(String?.self, at: 3), body: try row.decode(Data?.self, at: 4) ?? Data()))
+            let headers = try row.decode(JSONB?.self, at: 2).map { try $0.decode([String: String].self) } ?? [:]
+            return .replay(StoredResponse(status: Int(status), headers: headers, body: try row.decode(Data?.self, at: 3) ?? Data()))
         }
     }
 
     public func complete(organizationID: UUID, key: String, response: StoredResponse) async throws {
         try await pool.withConnection { connection in
             try await connection.query(
-                "UPDATE techbank.idempotency_keys SET status = $3, content_type = $4, location = $5, body = $6 WHERE organization_id = $1 AND key = $2",
-                [organizationID, key, Int32(response.status), response.contentType, response.location, response.body])
+                "UPDATE techbank.idempotency_keys SET status = $3, headers = $4, body = $5 WHERE organization_id = $1 AND key = $2",
+                [organizationID, key, Int32(response.status), try JSONB(encoding: response.headers), response.body])
         }
     }
 
@@ -73,6 +71,20 @@ public struct IdempotencyStore: Sendable {
         try await pool.withConnection { connection in
             try await connection.query(
                 "DELETE FROM techbank.idempotency_keys WHERE organization_id = $1 AND key = $2 AND status IS NULL", [organizationID, key])
+        }
+    }
+}
+
+extension IdempotencyStore {
+    /// Deletes finished records older than `retentionHours` (at least 24: clients may retry for a day).
+    /// - Returns: how many were deleted.
+    @discardableResult
+    public func purge(retentionHours: Int = 48) async throws -> Int {
+        precondition(retentionHours >= 24, "Idempotency-Key records are kept at least 24 hours")
+        return try await pool.withConnection { connection in
+            try await connection.query(
+                "DELETE FROM techbank.idempotency_keys WHERE created_at < now() - make_interval(hours => $1)",
+                [Int32(retentionHours)]).affectedRows
         }
     }
 }

@@ -664,8 +664,7 @@ CREATE TABLE IF NOT EXISTS techbank.idempotency_keys (
     key text NOT NULL CHECK (char_length(key) BETWEEN 1 AND 255),
     request_hash bytea NOT NULL,
     status integer,
-    content_type text,
-    location text,
+    headers jsonb,
     body bytea,
     created_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (organization_id, key)

@@ -94,7 +94,8 @@ struct Serve: AsyncParsableCommand {
             let databaseDescription = database.describe(embedded)
             let host = server.host
             let sweeper = ExpirySweeper(ledger: Ledger(pool: pool), logger: logger)
-            let app = buildApplication(configuration: server, pool: pool, services: [sweeper], logger: logger) { port in
+            let purger = IdempotencyPurger(store: IdempotencyStore(pool: pool), logger: logger)
+            let app = buildApplication(configuration: server, pool: pool, services: [sweeper, purger], logger: logger) { port in
                 logger.info("TechBank listening on http://\(host):\(port)", metadata: [
                     "database": "\(databaseDescription)", "schema_version": "\(version)",
                 ])

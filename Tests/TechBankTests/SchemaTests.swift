@@ -1,3 +1,4 @@
+import Foundation
 import Postgres
 import TechBank
 import Testing
@@ -22,6 +23,31 @@ struct SchemaTests {
             await #expect(throws: SchemaError.self) { try await Schema.migrate(pool) }
             let version = try await pool.withConnection { try await Schema.installedVersion($0) }
             #expect(version == Schema.version + 1)  // left untouched
+        }
+    }
+}
+
+@Suite("Idempotency records")
+struct IdempotencyStoreTests {
+    @Test func claimReplayMismatchAndPurgeAfterRetention() async throws {
+        try await TestDatabase.withPool { pool throws in
+            let organizations = Organizations(pool: pool)
+            _ = try await organizations.bootstrapOperator(adminKey: "tbk_test_operator_key_0123456789")
+            let org = try await organizations.create(name: "Tongji", kind: .institute, subParkID: nil, country: "CN")
+            let store = IdempotencyStore(pool: pool)
+            let hash = Data(repeating: 7, count: 32)
+            #expect(try await store.claim(organizationID: org.id, key: "k", requestHash: hash) == .claimed)
+            #expect(try await store.claim(organizationID: org.id, key: "k", requestHash: hash) == .inProgress)
+            #expect(try await store.claim(organizationID: org.id, key: "k", requestHash: Data(repeating: 8, count: 32)) == .mismatch)
+            let stored = IdempotencyStore.StoredResponse(status: 201, headers: ["Content-Type": "application/json", "Location": "/v1/x"], body: Data("{}".utf8))
+            try await store.complete(organizationID: org.id, key: "k", response: stored)
+            #expect(try await store.claim(organizationID: org.id, key: "k", requestHash: hash) == .replay(stored))
+
+            // Records younger than the retention survive a purge; older ones go.
+            #expect(try await store.purge() == 0)
+            try await pool.withConnection { try await $0.query("UPDATE techbank.idempotency_keys SET created_at = now() - interval '49 hours'") }
+            #expect(try await store.purge() == 1)
+            #expect(try await store.claim(organizationID: org.id, key: "k", requestHash: hash) == .claimed)
         }
     }
 }
