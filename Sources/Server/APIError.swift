@@ -94,6 +94,9 @@ struct APIError: Error, Sendable {
             default:
                 return APIError(error.status, code: "http_error", error.status.reasonPhrase)
             }
+        case let error as any HTTPResponseError where error.status == .contentTooLarge:
+            // A body without Content-Length (chunked) that outgrows `collectBody(upTo:)`: NIOTooManyBytesError.
+            return APIError(.contentTooLarge, code: "body_too_large", "the request body exceeds the limit")
         case let error as PostgresError where error.code == .leaseTimeout || error.code == .tooManyWaiters || error.code == .connection:
             return APIError(.serviceUnavailable, code: "unavailable", "the service is busy or the database is unreachable; retry later")
         default:

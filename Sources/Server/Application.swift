@@ -10,8 +10,11 @@ import TechBank
 public struct ServerConfiguration: Sendable {
     public var host: String = "127.0.0.1"
     public var port: Int = 8080
-    /// Request bodies larger than this are refused with 413 before they are read.
+    /// Request bodies larger than this are refused with 413 before they are decoded.
     public var maxBodyBytes: Int = 1 << 20
+    /// The body limit of `POST /v1/transfers/batch`, which carries up to 8,000 transfers (about
+    /// 200 bytes each).
+    public var maxBatchBodyBytes: Int = 4 << 20
 
     public init() {}
 }
@@ -21,10 +24,12 @@ public func buildRouter(configuration: ServerConfiguration, pool: PostgresPool) 
     let organizations = Organizations(pool: pool)
     let ledger = Ledger(pool: pool)
     let metrics = Metrics()
-    let idempotency = Idempotency(store: IdempotencyStore(pool: pool), maxBodyBytes: configuration.maxBodyBytes)
+    // Reads the body to hash it, up to the largest limit; each handler then enforces its own.
+    let idempotency = Idempotency(store: IdempotencyStore(pool: pool), maxBodyBytes: max(configuration.maxBodyBytes, configuration.maxBatchBodyBytes))
 
     let router = Router(context: AppRequestContext.self)
-    router.add(middleware: RequestMiddleware(maxBodyBytes: configuration.maxBodyBytes, metrics: metrics))
+    router.add(middleware: RequestMiddleware(
+        maxBodyBytes: configuration.maxBodyBytes, maxBatchBodyBytes: configuration.maxBatchBodyBytes, metrics: metrics))
     HealthController(pool: pool).register(on: router)
     router.get("metrics") { _, _ in
         let usage = await pool.usage()
@@ -41,8 +46,10 @@ public func buildRouter(configuration: ServerConfiguration, pool: PostgresPool) 
 
     let v1 = router.group("v1").add(middleware: AuthMiddleware(organizations: organizations))
     OrganizationController(organizations: organizations, idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes).register(on: v1)
-    LedgerController(ledger: ledger, organizations: organizations, idempotency: idempotency, metrics: metrics, maxBodyBytes: configuration.maxBodyBytes)
-        .register(on: v1)
+    LedgerController(
+        ledger: ledger, organizations: organizations, idempotency: idempotency, metrics: metrics,
+        maxBodyBytes: configuration.maxBodyBytes, maxBatchBodyBytes: configuration.maxBatchBodyBytes
+    ).register(on: v1)
     return router
 }
 

@@ -20,6 +20,7 @@ struct LedgerController: Sendable {
     let idempotency: Idempotency
     let metrics: Metrics
     let maxBodyBytes: Int
+    let maxBatchBodyBytes: Int
 
     // MARK: Bodies
 
@@ -87,7 +88,7 @@ struct LedgerController: Sendable {
         let code: String?
         let metadata: JSONValue?
         let pending: Bool?
-        let timeoutSeconds: Int32?
+        let timeoutSeconds: Int64?
         let postPendingID: UUID?
         let voidPendingID: UUID?
 
@@ -196,11 +197,18 @@ struct LedgerController: Sendable {
         guard identity.kind == .operator || (owner.id == identity.organizationID && identity.kind != .committee) else {
             throw APIError(.forbidden, code: "forbidden", "an organization may open accounts only for itself")
         }
-        let (account, created) = try await ledger.createAccount(NewAccount(
-            id: body.id ?? UUID(), currency: body.currency, ownerID: owner.id, code: body.code ?? "operating",
-            debitsMustNotExceedCredits: body.debitsMustNotExceedCredits ?? false,
-            creditsMustNotExceedDebits: body.creditsMustNotExceedDebits ?? false,
-            metadata: try Self.metadataJSONB(body.metadata, field: "metadata")))
+        let id = body.id ?? UUID()
+        let (account, created): (Account, Bool)
+        do {
+            (account, created) = try await ledger.createAccount(NewAccount(
+                id: id, currency: body.currency, ownerID: owner.id, code: body.code ?? "operating",
+                debitsMustNotExceedCredits: body.debitsMustNotExceedCredits ?? false,
+                creditsMustNotExceedDebits: body.creditsMustNotExceedDebits ?? false,
+                metadata: try Self.metadataJSONB(body.metadata, field: "metadata")))
+        } catch let error as LedgerError where error.code == .accountExistsWithDifferentFields {
+            guard try await canSee(accountID: id, identity) else { throw Self.idInUse }
+            throw error
+        }
         var reply = try Reply.json(AccountBody(account: account), status: created ? .created : .ok)
         reply.headers[.location] = "/v1/accounts/\(account.id.uuidString.lowercased())"
         return reply
@@ -236,7 +244,7 @@ struct LedgerController: Sendable {
         var request = request
         let body = try await request.decode(CreateTransfer.self, maxBytes: maxBodyBytes)
         let transferRequest = try Self.transferRequest(body, field: "")
-        try await authorize(transferRequest, identity: identity, field: "")
+        try await authorize([transferRequest], identity: identity, fieldPrefix: { _ in "" })
         let result = try await ledger.createTransfer(transferRequest)
         metrics.recordTransferOutcome(result.outcome.rawValue)
         switch result.outcome {
@@ -245,6 +253,8 @@ struct LedgerController: Sendable {
             var reply = try Reply.json(TransferBody(transfer: transfer), status: result.outcome == .ok ? .created : .ok)
             reply.headers[.location] = "/v1/transfers/\(transfer.id.uuidString.lowercased())"
             return reply
+        case .existsWithDifferentFields where !(try await canSee(transferID: result.id, identity)):
+            throw Self.idInUse
         case .existsWithDifferentFields:
             throw APIError(.conflict, code: result.outcome.rawValue, "transfer \(result.id.uuidString.lowercased()) exists with different fields: \(result.detail ?? "")",
                            errors: (result.detail ?? "").split(separator: ",").map { APIError.FieldError(field: String($0), message: "differs from the stored transfer") })
@@ -256,35 +266,39 @@ struct LedgerController: Sendable {
     @Sendable func createBatch(_ request: Request, _ context: AppRequestContext) async throws -> Reply {
         let identity = try context.requireIdentity()
         var request = request
-        let body = try await request.decode(CreateBatch.self, maxBytes: maxBodyBytes)
+        let body = try await request.decode(CreateBatch.self, maxBytes: maxBatchBodyBytes)
         guard (1...Ledger.maxBatchSize).contains(body.transfers.count) else {
             throw APIError.validation("transfers", "must hold 1 to \(Ledger.maxBatchSize) transfers")
         }
-        var requests: [TransferRequest] = []
-        for (index, transfer) in body.transfers.enumerated() {
-            let transferRequest = try Self.transferRequest(transfer, field: "transfers[\(index)].")
-            try await authorize(transferRequest, identity: identity, field: "transfers[\(index)].")
-            requests.append(transferRequest)
+        let requests = try body.transfers.enumerated().map { index, transfer in
+            try Self.transferRequest(transfer, field: "transfers[\(index)].")
         }
+        try await authorize(requests, identity: identity, fieldPrefix: { "transfers[\($0)]." })
         let results = try await ledger.createTransfers(requests, atomic: body.atomic)
-        for result in results { metrics.recordTransferOutcome(result.outcome.rawValue) }
-        return try Reply.json(BatchBody(atomic: body.atomic, results: results.map {
-            ResultBody(index: $0.index, id: $0.id, outcome: $0.outcome.rawValue, detail: $0.detail, transfer: $0.transfer.map(TransferBody.init))
-        }))
+        var bodies: [ResultBody] = []
+        for result in results {
+            metrics.recordTransferOutcome(result.outcome.rawValue)
+            // Which fields differ from a transfer the caller may not see is not the caller's to know.
+            var hideDetail = false
+            if result.outcome == .existsWithDifferentFields { hideDetail = !(try await canSee(transferID: result.id, identity)) }
+            bodies.append(ResultBody(index: result.index, id: result.id, outcome: result.outcome.rawValue,
+                                     detail: hideDetail ? nil : result.detail, transfer: result.transfer.map(TransferBody.init)))
+        }
+        return try Reply.json(BatchBody(atomic: body.atomic, results: bodies))
     }
 
     func getTransfer(_ request: Request, _ context: AppRequestContext) async throws -> Reply {
         let identity = try context.requireIdentity()
-        guard let transfer = try await ledger.transfer(request.uuidParameter("id", context)) else { throw APIError.notFound }
-        var visible = false
-        for accountID in [transfer.debitAccountID, transfer.creditAccountID] where !visible {
-            visible = try await canSee(accountID: accountID, identity)
+        guard let transfer = try await ledger.transfer(request.uuidParameter("id", context)), try await canSee(transfer: transfer, identity) else {
+            throw APIError.notFound
         }
-        guard visible else { throw APIError.notFound }
         return try Reply.json(TransferBody(transfer: transfer))
     }
 
     // MARK: Rules
+
+    /// The answer when a caller reuses the id of an object it may not see: nothing about that object.
+    static let idInUse = APIError(.conflict, code: "exists_with_different_fields", "this id is already in use; choose another")
 
     /// Turns a request body into a ledger request, naming the field of the first problem.
     static func transferRequest(_ body: CreateTransfer, field prefix: String) throws -> TransferRequest {
@@ -325,8 +339,14 @@ struct LedgerController: Sendable {
         guard let currency = body.currency else { throw APIError.validation(prefix + "currency", "is required") }
         let value = try amount(required: true)!
         if body.pending == true {
-            if let timeout = body.timeoutSeconds, timeout <= 0 { throw APIError.validation(prefix + "timeout_seconds", "must be a positive number of seconds") }
-            return TransferRequest(id: body.id, action: .hold(debit: debit, credit: credit, amount: value, currency: currency, timeoutSeconds: body.timeoutSeconds), code: code, metadata: metadata)
+            var timeout: Int32?
+            if let seconds = body.timeoutSeconds {
+                guard seconds > 0, let exact = Int32(exactly: seconds) else {
+                    throw APIError.validation(prefix + "timeout_seconds", "must be a positive number of seconds, at most \(Int32.max)")
+                }
+                timeout = exact
+            }
+            return TransferRequest(id: body.id, action: .hold(debit: debit, credit: credit, amount: value, currency: currency, timeoutSeconds: timeout), code: code, metadata: metadata)
         }
         try forbid([("timeout_seconds", body.timeoutSeconds != nil)], because: "applies only to pending transfers")
         return TransferRequest(id: body.id, action: .post(debit: debit, credit: credit, amount: value, currency: currency), code: code, metadata: metadata)
@@ -341,27 +361,55 @@ struct LedgerController: Sendable {
         }
     }
 
-    /// The caller must own the account money leaves (or be the operator).
-    func authorize(_ request: TransferRequest, identity: Identity, field prefix: String) async throws {
-        let debitID: UUID
-        let field: String
-        switch request.action {
-        case let .post(debit, _, _, _), let .hold(debit, _, _, _, _):
-            debitID = debit
-            field = "debit_account_id"
-        case let .postPending(pendingID, _), let .voidPending(pendingID):
-            // Unknown holds are reported by the ledger (pending_transfer_not_found).
-            guard let hold = try await ledger.transfer(pendingID) else { return }
-            debitID = hold.debitAccountID
-            field = request.action == .voidPending(pendingID: pendingID) ? "void_pending_id" : "post_pending_id"
+    /// Checks that the caller owns every account money leaves (or is the operator). A debit
+    /// account or hold that is missing answers 404 exactly like one the caller may not see, so
+    /// other tenants' ids cannot be probed. A hold created earlier in the same batch is covered
+    /// by the check of the transfer that creates it.
+    func authorize(_ requests: [TransferRequest], identity: Identity, fieldPrefix: (Int) -> String) async throws {
+        var checkedDebits: Set<UUID> = []
+        var holdsInBatch: [UUID: UUID] = [:]
+        for (index, request) in requests.enumerated() {
+            let prefix = fieldPrefix(index)
+            let debitID: UUID
+            let field: String
+            switch request.action {
+            case let .post(debit, _, _, _):
+                (debitID, field) = (debit, "debit_account_id")
+            case let .hold(debit, _, _, _, _):
+                (debitID, field) = (debit, "debit_account_id")
+                holdsInBatch[request.id] = debit
+            case let .postPending(pendingID, _), let .voidPending(pendingID):
+                field = request.action == .voidPending(pendingID: pendingID) ? "void_pending_id" : "post_pending_id"
+                if let debit = holdsInBatch[pendingID] {
+                    debitID = debit
+                } else if let hold = try await ledger.transfer(pendingID), hold.kind == .pending {
+                    debitID = hold.debitAccountID
+                } else {
+                    throw APIError(.notFound, code: "not_found", "\(prefix)\(field): no such hold", errors: [.init(field: prefix + field, message: "no such hold")])
+                }
+            }
+            if checkedDebits.contains(debitID) { continue }
+            guard let account = try await ledger.account(debitID), try await canSee(account: account, identity) else {
+                let message = field == "debit_account_id" ? "no such account" : "no such hold"
+                throw APIError(.notFound, code: "not_found", "\(prefix)\(field): \(message)", errors: [.init(field: prefix + field, message: message)])
+            }
+            guard identity.kind == .operator || account.ownerID == identity.organizationID else {
+                throw APIError(.forbidden, code: "forbidden", "only the account's owner may move money out of it",
+                               errors: [.init(field: prefix + field, message: "not the caller's account")])
+            }
+            checkedDebits.insert(debitID)
         }
-        guard let account = try await ledger.account(debitID) else { return }  // reported by the ledger (account_not_found)
-        guard try await canSee(account: account, identity) else {
-            throw APIError(.notFound, code: "not_found", "\(prefix)\(field): no such account", errors: [.init(field: prefix + field, message: "no such account")])
-        }
-        guard identity.kind == .operator || account.ownerID == identity.organizationID else {
-            throw APIError(.forbidden, code: "forbidden", "only the account's owner may move money out of it", errors: [.init(field: prefix + field, message: "not the caller's account")])
-        }
+    }
+
+    /// Whether the caller may see the stored transfer with this id (either side's account).
+    func canSee(transferID: UUID, _ identity: Identity) async throws -> Bool {
+        guard let transfer = try await ledger.transfer(transferID) else { return false }
+        return try await canSee(transfer: transfer, identity)
+    }
+
+    func canSee(transfer: Transfer, _ identity: Identity) async throws -> Bool {
+        if try await canSee(accountID: transfer.debitAccountID, identity) { return true }
+        return try await canSee(accountID: transfer.creditAccountID, identity)
     }
 
     /// The account, if the caller may see it; 404 otherwise.

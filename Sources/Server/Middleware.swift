@@ -11,11 +11,13 @@ extension HTTPField.Name {
 }
 
 /// The outermost middleware: gives every request an id (echoing a sane caller-supplied
-/// `Request-Id`), turns every error into problem+json, enforces the body limit from
-/// `Content-Length`, records metrics and writes one structured log line per request.
+/// `Request-Id`), turns every error into problem+json, refuses bodies whose `Content-Length`
+/// exceeds the route's limit before anything else (bodies without one are limited while read),
+/// records metrics and writes one structured log line per request.
 struct RequestMiddleware: RouterMiddleware {
     typealias Context = AppRequestContext
     let maxBodyBytes: Int
+    let maxBatchBodyBytes: Int
     let metrics: Metrics
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
@@ -25,8 +27,9 @@ struct RequestMiddleware: RouterMiddleware {
         context.requestID = supplied.flatMap { Self.isAcceptable($0) ? $0 : nil } ?? UUID().uuidString.lowercased()
         var response: Response
         do {
-            if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > maxBodyBytes {
-                throw APIError(.contentTooLarge, code: "body_too_large", "the request body exceeds \(maxBodyBytes) bytes")
+            let limit = request.uri.path == "/v1/transfers/batch" ? maxBatchBodyBytes : maxBodyBytes
+            if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limit {
+                throw APIError(.contentTooLarge, code: "body_too_large", "the request body exceeds \(limit) bytes")
             }
             response = try await next(request, context)
         } catch {

@@ -18,6 +18,7 @@ extension Request {
     mutating func decode<T: RequestBody>(_: T.Type, maxBytes: Int) async throws -> T {
         let buffer = try await collectBody(upTo: maxBytes)
         let data = Data(buffer: buffer)
+        guard StrictJSON.isValid(Array(data)) else { throw APIError.badRequest("body", "is not valid JSON") }
         let top: [String: JSONValue]
         do {
             guard case .object(let object) = try JSONDecoder().decode(JSONValue.self, from: data) else {
