@@ -17,12 +17,15 @@ struct APIError: Error, Sendable {
     let code: String
     let detail: String
     var errors: [FieldError] = []
+    /// For `ip_right_taken`: the technology holding the right, when the caller may see it.
+    var holderTechnologyID: UUID?
 
-    init(_ status: HTTPResponse.Status, code: String, _ detail: String, errors: [FieldError] = []) {
+    init(_ status: HTTPResponse.Status, code: String, _ detail: String, errors: [FieldError] = [], holderTechnologyID: UUID? = nil) {
         self.status = status
         self.code = code
         self.detail = detail
         self.errors = errors
+        self.holderTechnologyID = holderTechnologyID
     }
 
     static func validation(_ field: String, _ message: String) -> APIError {
@@ -46,10 +49,12 @@ struct APIError: Error, Sendable {
         let code: String
         let errors: [FieldError]?
         let requestID: String?
+        let holderTechnologyID: String?
 
         enum CodingKeys: String, CodingKey {
             case type, title, status, detail, code, errors
             case requestID = "request_id"
+            case holderTechnologyID = "holder_technology_id"
         }
     }
 
@@ -57,7 +62,8 @@ struct APIError: Error, Sendable {
         let problem = Problem(
             type: "https://techbank.example/problems/\(code.replacingOccurrences(of: "_", with: "-"))",
             title: status.reasonPhrase, status: status.code, detail: detail, code: code,
-            errors: errors.isEmpty ? nil : errors, requestID: requestID)
+            errors: errors.isEmpty ? nil : errors, requestID: requestID,
+            holderTechnologyID: holderTechnologyID?.uuidString.lowercased())
         return try Reply.json(problem, status: status, contentType: "application/problem+json")
     }
 
@@ -80,7 +86,7 @@ struct APIError: Error, Sendable {
             }
         case let error as TechBankError:
             let status: HTTPResponse.Status = switch error.code {
-            case .conflict: .conflict
+            case .conflict, .illegalTransition: .conflict
             case .preconditionFailed: .preconditionFailed
             default: .unprocessableContent
             }

@@ -50,6 +50,9 @@ public func buildRouter(configuration: ServerConfiguration, pool: PostgresPool) 
         ledger: ledger, organizations: organizations, idempotency: idempotency, metrics: metrics,
         maxBodyBytes: configuration.maxBodyBytes, maxBatchBodyBytes: configuration.maxBatchBodyBytes
     ).register(on: v1)
+    TechnologyController(
+        technologies: Technologies(pool: pool), organizations: organizations, idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes
+    ).register(on: v1)
     return router
 }
 

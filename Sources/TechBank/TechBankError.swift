@@ -9,6 +9,8 @@ public struct TechBankError: Error, Sendable, Equatable, CustomStringConvertible
         public static let validation = Code("validation_failed")
         /// The request conflicts with the current state (409).
         public static let conflict = Code("conflict")
+        /// The object's current state does not allow the move (409); the message names the state.
+        public static let illegalTransition = Code("illegal_transition")
         /// The resource changed since the caller read it (412).
         public static let preconditionFailed = Code("precondition_failed")
     }

@@ -671,5 +671,101 @@ CREATE TABLE IF NOT EXISTS techbank.idempotency_keys (
 );
 CREATE INDEX IF NOT EXISTS idempotency_keys_created_idx ON techbank.idempotency_keys (created_at);
 
+-- ---------------------------------------------------------------------------------------------
+-- TechBank: the technology registry
+-- ---------------------------------------------------------------------------------------------
+-- The field taxonomy, served at GET /v1/fields.
+CREATE TABLE IF NOT EXISTS techbank.fields (
+    code text PRIMARY KEY CHECK (code ~ '^[a-z][a-z0-9_]{0,62}$'),
+    name_en text NOT NULL,
+    name_zh text NOT NULL
+);
+INSERT INTO techbank.fields (code, name_en, name_zh) VALUES
+    ('biomedicine', 'Biomedicine', '生物医药'),
+    ('integrated_circuits', 'Integrated circuits', '集成电路'),
+    ('artificial_intelligence', 'Artificial intelligence', '人工智能'),
+    ('new_energy_vehicles', 'New energy vehicles', '新能源汽车'),
+    ('advanced_materials', 'Advanced materials', '新材料'),
+    ('high_end_equipment', 'High-end equipment', '高端装备'),
+    ('information_technology', 'Information technology', '信息技术'),
+    ('environmental_technology', 'Environmental technology', '节能环保'),
+    ('medical_devices', 'Medical devices', '医疗器械'),
+    ('aerospace', 'Aerospace', '航空航天'),
+    ('new_energy', 'New energy', '新能源'),
+    ('agriculture', 'Modern agriculture', '现代农业')
+ON CONFLICT (code) DO NOTHING;
+
+CREATE TABLE IF NOT EXISTS techbank.technologies (
+    id uuid PRIMARY KEY,
+    owner_id uuid NOT NULL REFERENCES techbank.organizations (id),
+    title text NOT NULL CHECK (char_length(title) BETWEEN 1 AND 300),
+    summary text NOT NULL CHECK (char_length(summary) BETWEEN 1 AND 5000),
+    description text NOT NULL CHECK (char_length(description) <= 100000),
+    field text NOT NULL REFERENCES techbank.fields (code),
+    keywords text[] NOT NULL CHECK (cardinality(keywords) <= 30),
+    trl smallint NOT NULL CHECK (trl BETWEEN 1 AND 9),
+    trl_verified boolean NOT NULL DEFAULT false,
+    inventors jsonb NOT NULL CHECK (jsonb_typeof(inventors) = 'array'),
+    asking_terms jsonb,
+    status text NOT NULL DEFAULT 'registered'
+        CHECK (status IN ('registered', 'in_custody', 'listed', 'licensed', 'assigned', 'withdrawn')),
+    -- What search matches: title, summary and keywords (never the confidential description).
+    search_text text NOT NULL,
+    version integer NOT NULL DEFAULT 1 CHECK (version >= 1),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS technologies_owner_idx ON techbank.technologies (owner_id, id);
+CREATE INDEX IF NOT EXISTS technologies_status_field_idx ON techbank.technologies (status, field, id);
+CREATE INDEX IF NOT EXISTS technologies_search_idx ON techbank.technologies USING gin (search_text gin_trgm_ops);
+
+-- Inventor shares are whole basis points that sum to exactly 10000.
+CREATE OR REPLACE FUNCTION techbank.inventor_shares_valid(p_inventors jsonb) RETURNS boolean
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT jsonb_array_length(p_inventors) BETWEEN 1 AND 100
+       AND coalesce((SELECT bool_and(jsonb_typeof(i->'share_bp') = 'number' AND (i->>'share_bp')::numeric BETWEEN 1 AND 10000
+                                     AND jsonb_typeof(i->'name') = 'string')
+                       FROM jsonb_array_elements(p_inventors) i), false)
+       AND (SELECT sum((i->>'share_bp')::numeric) FROM jsonb_array_elements(p_inventors) i) = 10000
+$$;
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'technologies_inventor_shares') THEN
+        ALTER TABLE techbank.technologies ADD CONSTRAINT technologies_inventor_shares CHECK (techbank.inventor_shares_valid(inventors));
+    END IF;
+END $$;
+
+-- IP rights. One right (type, office, normalized number) belongs to at most one technology.
+CREATE TABLE IF NOT EXISTS techbank.ip_rights (
+    id uuid PRIMARY KEY,
+    technology_id uuid NOT NULL REFERENCES techbank.technologies (id),
+    type text NOT NULL CHECK (type IN ('patent', 'utility_model', 'design', 'software_copyright', 'ic_layout', 'plant_variety', 'technical_secret')),
+    office text NOT NULL CHECK (office ~ '^[A-Z]{2}$'),
+    number text NOT NULL CHECK (char_length(number) BETWEEN 1 AND 64),
+    normalized_number text NOT NULL CHECK (normalized_number ~ '^[A-Z0-9.]{1,64}$'),
+    kind_code text CHECK (kind_code ~ '^[A-Z][0-9]?$'),
+    status text NOT NULL CHECK (status IN ('pending', 'granted', 'lapsed', 'expired', 'revoked')),
+    filed_on date,
+    granted_on date,
+    expires_on date,
+    CONSTRAINT ip_rights_one_holder UNIQUE (type, office, normalized_number),
+    CHECK (granted_on IS NULL OR filed_on IS NULL OR granted_on >= filed_on),
+    CHECK (expires_on IS NULL OR filed_on IS NULL OR expires_on >= filed_on)
+);
+CREATE INDEX IF NOT EXISTS ip_rights_technology_idx ON techbank.ip_rights (technology_id);
+
+-- Every version of every technology, as registered or changed: append-only.
+CREATE TABLE IF NOT EXISTS techbank.technology_history (
+    technology_id uuid NOT NULL REFERENCES techbank.technologies (id),
+    version integer NOT NULL,
+    event text NOT NULL,
+    actor_id uuid NOT NULL,
+    changed_at timestamptz NOT NULL DEFAULT now(),
+    changes jsonb NOT NULL,
+    PRIMARY KEY (technology_id, version)
+);
+CREATE OR REPLACE TRIGGER technology_history_append_only
+    BEFORE UPDATE OR DELETE ON techbank.technology_history
+    FOR EACH ROW EXECUTE FUNCTION ledger.reject_history_change();
+
 INSERT INTO public.schema_version (singleton, version) VALUES (true, 1)
 ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version, applied_at = now();
