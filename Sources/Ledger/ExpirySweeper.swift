@@ -23,7 +23,7 @@ public struct ExpirySweeper: Service {
                 do {
                     let released = try await ledger.expirePending(limit: batchLimit)
                     if released > 0 { logger.info("released expired holds", metadata: ["count": "\(released)"]) }
-                    if released == batchLimit { continue }
+                    if released > 0 && released == batchLimit { continue }
                 } catch is CancellationError {
                     return
                 } catch {

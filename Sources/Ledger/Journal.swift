@@ -10,7 +10,8 @@ public struct Journal: Sendable {
     /// Where the chain breaks.
     public struct Break: Sendable, Equatable, CustomStringConvertible {
         public let shard: Int16
-        /// The first entry that does not verify (for a truncated chain: the head's sequence number).
+        /// The first entry that does not verify (for a chain that does not end at its recorded head:
+        /// the first entry missing or past the head, or the last entry if it was rewritten).
         public let seq: Int64
         public let reason: String
         public var description: String { "journal shard \(shard) breaks at entry \(seq): \(reason)" }
@@ -92,7 +93,9 @@ public struct Journal: Sendable {
             let hash = Array(try head.decode(Data.self, at: 2))
             let tail = tails[shard] ?? (0, [UInt8](repeating: 0, count: 32))
             if tail.seq != seq || tail.hash != hash {
-                return Verification(entriesChecked: checked, firstBreak: Break(shard: shard, seq: min(tail.seq + 1, seq), reason: "chain does not end at its recorded head"))
+                // the last entry if it was rewritten, else the first one missing or past the head
+                let first = tail.seq == seq ? seq : min(tail.seq, seq) + 1
+                return Verification(entriesChecked: checked, firstBreak: Break(shard: shard, seq: first, reason: "chain does not end at its recorded head"))
             }
         }
         return Verification(entriesChecked: checked, firstBreak: nil)

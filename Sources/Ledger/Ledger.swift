@@ -49,6 +49,8 @@ public struct Ledger: Sendable {
             }
         } catch let error as PostgresError where error.sqlState == SQLState.foreignKeyViolation {
             throw LedgerError(.unknownCurrency, field: "currency", "the ledger does not know currency \(new.currency)")
+        } catch let error as PostgresError where Self.isDataException(error) {
+            throw LedgerError(.invalidRequest, field: "metadata", "metadata must be JSON the database can store (no U+0000)")
         }
         if let row = inserted.first { return (try Self.decodeAccount(row), true) }
         guard let existing = try await account(new.id) else {
@@ -117,8 +119,8 @@ public struct Ledger: Sendable {
             rows = try await pool.withTransaction { connection in
                 try await connection.query("SELECT * FROM ledger.create_transfers($1, $2)", [batch, atomic])
             }
-        } catch let error as PostgresError where error.sqlState == "TB003" || error.sqlState == SQLState.invalidTextRepresentation {
-            throw LedgerError(.invalidRequest, field: "transfers", "the batch is malformed")
+        } catch let error as PostgresError where error.sqlState == "TB003" || Self.isDataException(error) {
+            throw LedgerError(.invalidRequest, field: "transfers", "the batch is malformed or holds data the database cannot store")
         }
         return try rows.map { row in
             let outcomeText = try row.decode(String.self, "outcome")
@@ -254,7 +256,14 @@ public struct Ledger: Sendable {
     static func wireJSON(_ request: TransferRequest, index: Int) throws -> String {
         try validate(code: request.code, field: "transfers[\(index)].code")
         var fields = [#""id":"\#(request.id.uuidString)""#, #""code":"\#(request.code)""#]
-        if let metadata = request.metadata { fields.append(#""metadata":\#(metadata.text)"#) }
+        if let metadata = request.metadata {
+            // Pasted into the batch as is, so it must be exactly one JSON value: text such as
+            // `{}, "amount": 1` would otherwise add fields to the transfer.
+            guard (try? JSONSerialization.jsonObject(with: Data(metadata.text.utf8), options: [.fragmentsAllowed])) != nil else {
+                throw LedgerError(.invalidRequest, field: "transfers[\(index)].metadata", "metadata must be one JSON value")
+            }
+            fields.append(#""metadata":\#(metadata.text)"#)
+        }
         func money(_ debit: UUID, _ credit: UUID, _ amount: Int64, _ currency: String) throws {
             guard CurrencyCode(currency) != nil else {
                 throw LedgerError(.unknownCurrency, field: "transfers[\(index)].currency", "currency must be an ISO 4217 code such as CNY")
@@ -296,6 +305,11 @@ public struct Ledger: Sendable {
         guard isValidCode(code) else {
             throw LedgerError(.invalidRequest, field: field, "must be 1 to 63 lower-case letters, digits or '_', starting with a letter")
         }
+    }
+
+    /// SQLSTATE class 22 (data exception): input the database cannot take, such as U+0000 in jsonb.
+    static func isDataException(_ error: PostgresError) -> Bool {
+        error.sqlState?.hasPrefix("22") == true
     }
 
     private func sameJSON(_ a: JSONB?, _ b: JSONB?) async throws -> Bool {
