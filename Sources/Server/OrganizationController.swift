@@ -151,12 +151,7 @@ struct OrganizationController: Sendable {
     func rename(_ request: Request, _ context: AppRequestContext) async throws -> Reply {
         let organization = try await visibleOrganization(request, context)
         guard try context.requireIdentity().kind == .operator else { throw APIError.forbidden }
-        guard let ifMatch = request.headers[.ifMatch] else {
-            throw APIError(.preconditionRequired, code: "precondition_required", "send If-Match with the ETag you last read")
-        }
-        guard ifMatch == "*" || ifMatch.split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces) == Self.etag(organization) }) else {
-            throw APIError(.preconditionFailed, code: "precondition_failed", "the organization has changed; fetch it again")
-        }
+        try request.requireIfMatch(Self.etag(organization))
         var request = request
         let body = try await request.decode(RenameOrganization.self, maxBytes: maxBodyBytes)
         let name = body.name.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -210,5 +205,5 @@ struct OrganizationController: Sendable {
         return organization
     }
 
-    static func etag(_ organization: Organization) -> String { "\"v\(organization.version)\"" }
+    static func etag(_ organization: Organization) -> String { versionETag(organization.version) }
 }

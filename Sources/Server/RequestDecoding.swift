@@ -36,10 +36,16 @@ extension Request {
         }
         var unknown = top.keys.filter { !T.knownFields.contains($0) }.sorted()
         for (field, allowed) in T.nestedKnownFields {
-            guard case .array(let elements)? = top[field] else { continue }
-            for (index, element) in elements.enumerated() {
-                guard case .object(let object) = element else { continue }
-                unknown += object.keys.filter { !allowed.contains($0) }.sorted().map { "\(field)[\(index)].\($0)" }
+            switch top[field] {
+            case .array(let elements)?:
+                for (index, element) in elements.enumerated() {
+                    guard case .object(let object) = element else { continue }
+                    unknown += object.keys.filter { !allowed.contains($0) }.sorted().map { "\(field)[\(index)].\($0)" }
+                }
+            case .object(let object)?:
+                unknown += object.keys.filter { !allowed.contains($0) }.sorted().map { "\(field).\($0)" }
+            default:
+                continue
             }
         }
         if !unknown.isEmpty {
@@ -144,12 +150,26 @@ extension Request {
         return (limit, query["cursor"].map(String.init))
     }
 
+    /// Updates are conditional: `If-Match` must name the current `etag` (or be `*`): 428 when
+    /// missing, 412 when stale.
+    func requireIfMatch(_ etag: String) throws {
+        guard let ifMatch = headers[.ifMatch] else {
+            throw APIError(.preconditionRequired, code: "precondition_required", "send If-Match with the ETag you last read")
+        }
+        guard ifMatch == "*" || ifMatch.split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces) == etag }) else {
+            throw APIError(.preconditionFailed, code: "precondition_failed", "the resource has changed; fetch it again")
+        }
+    }
+
     /// A UUID path parameter; anything else cannot name a resource, so it is a 404.
     func uuidParameter(_ name: String, _ context: AppRequestContext) throws -> UUID {
         guard let text = context.parameters.get(name), let id = UUID(uuidString: text) else { throw APIError.notFound }
         return id
     }
 }
+
+/// The strong ETag of a resource at `version`.
+func versionETag(_ version: Int) -> String { "\"v\(version)\"" }
 
 /// Opaque page cursors: the position encoded as base64url, so clients do not build them.
 enum Cursor {

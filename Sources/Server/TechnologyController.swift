@@ -56,7 +56,7 @@ struct TechnologyController: Sendable {
     struct CreateTechnology: RequestBody {
         static let knownFields: Set<String> = ["id", "owner_id", "title", "summary", "description", "field", "keywords", "trl", "inventors", "ip_rights", "asking_terms"]
         static var nestedKnownFields: [String: Set<String>] {
-            ["inventors": ["name", "share_bp"], "ip_rights": ["type", "office", "number", "kind_code", "status", "filed_on", "granted_on", "expires_on"]]
+            ["inventors": ["name", "share_bp"], "asking_terms": ["deal_kinds", "price_min", "price_max", "currency"], "ip_rights": ["type", "office", "number", "kind_code", "status", "filed_on", "granted_on", "expires_on"]]
         }
         let id: UUID?
         let ownerID: UUID?
@@ -80,6 +80,7 @@ struct TechnologyController: Sendable {
 
     struct UpdateTechnology: RequestBody {
         static let knownFields: Set<String> = ["title", "summary", "description", "keywords", "trl", "asking_terms"]
+        static var nestedKnownFields: [String: Set<String>] { ["asking_terms": ["deal_kinds", "price_min", "price_max", "currency"]] }
         let title: String?
         let summary: String?
         let description: String?
@@ -226,7 +227,7 @@ struct TechnologyController: Sendable {
         let title = try Self.text(body.title, field: "title", max: 300)
         let summary = try Self.text(body.summary, field: "summary", max: 5_000)
         let description = body.description ?? ""
-        guard description.count <= 100_000 else { throw APIError.validation("description", "must be at most 100000 characters") }
+        guard description.unicodeScalars.count <= 100_000 else { throw APIError.validation("description", "must be at most 100000 characters") }
         guard (1...9).contains(body.trl) else { throw APIError.validation("trl", "must be 1 to 9") }
         let keywords = try Self.keywords(body.keywords ?? [])
         let rights = try (body.ipRights ?? []).enumerated().map { try Self.right($1, field: "ip_rights[\($0)]") }
@@ -288,19 +289,14 @@ struct TechnologyController: Sendable {
 
     func update(_ request: Request, _ context: AppRequestContext) async throws -> Reply {
         let (technology, identity) = try await owned(request, context)
-        guard let ifMatch = request.headers[.ifMatch] else {
-            throw APIError(.preconditionRequired, code: "precondition_required", "send If-Match with the ETag you last read")
-        }
-        guard ifMatch == "*" || ifMatch.split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces) == Self.etag(technology) }) else {
-            throw APIError(.preconditionFailed, code: "precondition_failed", "the technology has changed; fetch it again")
-        }
+        try request.requireIfMatch(Self.etag(technology))
         var request = request
         let body = try await request.decode(UpdateTechnology.self, maxBytes: maxBodyBytes)
         var changes = TechnologyChanges()
         changes.title = try body.title.map { try Self.text($0, field: "title", max: 300) }
         changes.summary = try body.summary.map { try Self.text($0, field: "summary", max: 5_000) }
         if let description = body.description {
-            guard description.count <= 100_000 else { throw APIError.validation("description", "must be at most 100000 characters") }
+            guard description.unicodeScalars.count <= 100_000 else { throw APIError.validation("description", "must be at most 100000 characters") }
             changes.description = description
         }
         changes.keywords = try body.keywords.map(Self.keywords)
@@ -372,11 +368,11 @@ struct TechnologyController: Sendable {
                         holderTechnologyID: visibleHolder)
     }
 
-    static func etag(_ technology: Technology) -> String { "\"v\(technology.version)\"" }
+    static func etag(_ technology: Technology) -> String { versionETag(technology.version) }
 
     static func text(_ value: String, field: String, max: Int) throws -> String {
         let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard (1...max).contains(trimmed.count) else { throw APIError.validation(field, "must be 1 to \(max) characters") }
+        guard (1...max).contains(trimmed.unicodeScalars.count) else { throw APIError.validation(field, "must be 1 to \(max) characters") }
         return trimmed
     }
 
@@ -391,7 +387,7 @@ struct TechnologyController: Sendable {
             throw APIError.validation("\(field).office", "must be a WIPO ST.3 code such as CN")
         }
         let normalized = IPRight.normalize(number: body.number, office: body.office)
-        guard (1...64).contains(normalized.count), normalized.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == ".") }) else {
+        guard (1...64).contains(body.number.unicodeScalars.count), (1...64).contains(normalized.count), normalized.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == ".") }) else {
             throw APIError.validation("\(field).number", "must be a right number such as CN 2020 1 0123456.7")
         }
         if let kind = body.kindCode, kind.range(of: "^[A-Z][0-9]?$", options: .regularExpression) == nil {

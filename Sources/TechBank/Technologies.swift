@@ -287,20 +287,20 @@ public struct Technologies: Sendable {
                 SELECT \(Self.columns.split(separator: ",").map { "t." + $0.trimmingCharacters(in: .whitespacesAndNewlines) }.joined(separator: ", "))
                   FROM techbank.technologies t JOIN techbank.organizations o ON o.id = t.owner_id
                  WHERE ($1 OR t.owner_id = $2 OR o.sub_park_id = $2 OR t.status = 'listed')
-                   AND ($3::text IS NULL OR t.search_text ILIKE '%' || $3 || '%' OR $3 <% t.search_text)
+                   AND ($3::text IS NULL OR t.search_text ILIKE $12 OR $3 <% t.search_text)
                    AND ($4::text IS NULL OR t.field = $4)
                    AND ($5::int2 IS NULL OR t.trl >= $5) AND ($6::int2 IS NULL OR t.trl <= $6)
                    AND ($7::text IS NULL OR t.status = $7)
                    AND ($8::uuid IS NULL OR o.sub_park_id = $8)
                    AND ($9::uuid IS NULL OR t.owner_id = $9)
                  ORDER BY CASE WHEN $3::text IS NULL THEN 0
-                               ELSE (t.search_text ILIKE '%' || $3 || '%')::int + word_similarity($3, t.search_text) END DESC,
+                               ELSE (t.search_text ILIKE $12)::int + word_similarity($3, t.search_text) END DESC,
                           t.created_at DESC, t.id
                  LIMIT $10 OFFSET $11
                 """,
                 [identity.readsEverything, identity.organizationID, text?.isEmpty == false ? text : nil, query.field,
                  query.trlMin.map { Int16($0) }, query.trlMax.map { Int16($0) }, query.status?.rawValue, query.subParkID, query.ownerID,
-                 Int64(limit + 1), Int64(offset)])
+                 Int64(limit + 1), Int64(offset), Self.likePattern(text)])
         }
         var items: [Technology] = []
         for row in rows.prefix(limit) {
@@ -398,6 +398,12 @@ public struct Technologies: Sendable {
         }
     }
 
+    /// `%text%` with LIKE's wildcards and escape character in `text` escaped.
+    static func likePattern(_ text: String?) -> String {
+        let escaped = (text ?? "").replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_")
+        return "%" + escaped + "%"
+    }
+
     static func searchText(_ title: String, _ summary: String, _ keywords: [String]) -> String {
         ([title, summary] + keywords).joined(separator: " ")
     }
@@ -454,7 +460,11 @@ public struct Technologies: Sendable {
                 return IPRightTaken(index: index, holderID: holder)
             }
         }
-        // Two rights in the same request normalize to the same number.
+        // Two rights in the same request normalize to the same number: name the repeat.
+        var seen: Set<[String]> = []
+        for (index, right) in rights.enumerated() where !seen.insert([right.type, right.office, right.normalizedNumber]).inserted {
+            return IPRightTaken(index: index, holderID: nil)
+        }
         return IPRightTaken(index: 0, holderID: nil)
     }
 }
