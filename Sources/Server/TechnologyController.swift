@@ -181,6 +181,67 @@ struct TechnologyController: Sendable {
         }
     }
 
+    struct CreateVerification: RequestBody {
+        static let knownFields: Set<String> = ["claim", "method", "result", "trl_evidenced", "report_sha256"]
+        let claim: String
+        let method: String
+        let result: String
+        let trlEvidenced: Int
+        let reportSHA256: String?
+
+        enum CodingKeys: String, CodingKey {
+            case claim, method, result
+            case trlEvidenced = "trl_evidenced"
+            case reportSHA256 = "report_sha256"
+        }
+    }
+
+    struct VerificationBody: Encodable, Sendable {
+        let id: UUID
+        let technologyID: UUID
+        let verifierID: UUID
+        let claim: String
+        let method: String
+        let result: String
+        let trlEvidenced: Int
+        let reportSHA256: String?
+        let createdAt: Date
+
+        init(_ verification: Verification) {
+            id = verification.id
+            technologyID = verification.technologyID
+            verifierID = verification.verifierID
+            claim = verification.claim
+            method = verification.method
+            result = verification.confirmed ? "confirmed" : "not_confirmed"
+            trlEvidenced = verification.trlEvidenced
+            reportSHA256 = verification.reportSHA256
+            createdAt = verification.createdAt
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case id, claim, method, result
+            case technologyID = "technology_id"
+            case verifierID = "verifier_id"
+            case trlEvidenced = "trl_evidenced"
+            case reportSHA256 = "report_sha256"
+            case createdAt = "created_at"
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(id, forKey: .id)
+            try c.encode(technologyID, forKey: .technologyID)
+            try c.encode(verifierID, forKey: .verifierID)
+            try c.encode(claim, forKey: .claim)
+            try c.encode(method, forKey: .method)
+            try c.encode(result, forKey: .result)
+            try c.encode(trlEvidenced, forKey: .trlEvidenced)
+            try c.encode(reportSHA256, forKey: .reportSHA256)
+            try c.encode(createdAt, forKey: .createdAt)
+        }
+    }
+
     // MARK: Routes
 
     func register(on router: some RouterMethods<AppRequestContext>) {
@@ -197,6 +258,8 @@ struct TechnologyController: Sendable {
         }
         router.patch("technologies/:id") { request, context in try await update(request, context).response }
         router.get("technologies/:id/history") { request, context in try await history(request, context).response }
+        router.post("technologies/:id/verifications") { request, context in try await verify(request, context).response }
+        router.get("technologies/:id/verifications") { request, context in try await listVerifications(request, context).response }
         for transition in TechnologyTransition.allCases {
             router.post("technologies/:id/\(transition.rawValue)") { request, context in
                 try await move(request, context, transition).response
@@ -323,6 +386,32 @@ struct TechnologyController: Sendable {
         return try Reply.json(PageBody(data: try entries.map {
             HistoryBody(version: $0.version, event: $0.event, actorID: $0.actorID, changedAt: $0.changedAt, changes: try JSONValue($0.changes))
         }, nextCursor: nil))
+    }
+
+    @Sendable func verify(_ request: Request, _ context: AppRequestContext) async throws -> Reply {
+        let (technology, identity) = try await visible(request, context)
+        guard identity.kind == .operator || (identity.kind == .institute && technology.ownerID != identity.organizationID) else {
+            throw APIError(.forbidden, code: "forbidden", "verifications come from accredited labs: an institute other than the owner, or the operator")
+        }
+        var request = request
+        let body = try await request.decode(CreateVerification.self, maxBytes: maxBodyBytes)
+        let claim = try Self.text(body.claim, field: "claim", max: 2_000)
+        let method = try Self.text(body.method, field: "method", max: 2_000)
+        guard ["confirmed", "not_confirmed"].contains(body.result) else { throw APIError.validation("result", "must be confirmed or not_confirmed") }
+        guard (1...9).contains(body.trlEvidenced) else { throw APIError.validation("trl_evidenced", "must be 1 to 9") }
+        if let digest = body.reportSHA256, digest.range(of: "^[0-9a-f]{64}$", options: .regularExpression) == nil {
+            throw APIError.validation("report_sha256", "must be 64 lower-case hex digits")
+        }
+        guard let verification = try await technologies.verify(
+            technology.id, verifier: identity.organizationID, claim: claim, method: method, confirmed: body.result == "confirmed",
+            trlEvidenced: body.trlEvidenced, reportSHA256: body.reportSHA256)
+        else { throw APIError.notFound }
+        return try Reply.json(VerificationBody(verification), status: .created)
+    }
+
+    func listVerifications(_ request: Request, _ context: AppRequestContext) async throws -> Reply {
+        let (technology, _) = try await visible(request, context)
+        return try Reply.json(PageBody(data: try await technologies.verifications(of: technology.id).map(VerificationBody.init), nextCursor: nil))
     }
 
     // MARK: Rules

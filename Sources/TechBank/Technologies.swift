@@ -185,6 +185,20 @@ public struct TechnologyHistoryEntry: Sendable, Equatable {
     public let changes: JSONB
 }
 
+/// A verification of a claim about a technology by an accredited lab.
+public struct Verification: Sendable, Equatable {
+    public let id: UUID
+    public let technologyID: UUID
+    public let verifierID: UUID
+    public let claim: String
+    public let method: String
+    public let confirmed: Bool
+    public let trlEvidenced: Int
+    /// SHA-256 of the lab's report, lower-case hex.
+    public let reportSHA256: String?
+    public let createdAt: Date
+}
+
 /// A field of the taxonomy.
 public struct Field: Sendable, Equatable {
     public let code: String
@@ -361,10 +375,54 @@ public struct Technologies: Sendable {
             if let value = changes.askingTerms { changed["asking_terms"] = value }
             let payload = "{" + changed.sorted(by: { $0.key < $1.key }).map { "\"\($0.key)\":\($0.value.text)" }.joined(separator: ",") + "}"
             try await Self.record(connection, technologyID: id, version: expectedVersion + 1, event: "updated", actor: actor,
-                                  changes: "SELECT $2::jsonb", payload: JSONB(payload))
+                                  changes: "SELECT $2::jsonb", bind: JSONB(payload))
             return true
         }
         return updated ? try await get(id) : nil
+    }
+
+    /// Records a verification. A confirmed one evidences its TRL: the technology's TRL becomes
+    /// verified, and rises to `trlEvidenced` if that is higher.
+    public func verify(_ id: UUID, verifier: UUID, claim: String, method: String, confirmed: Bool, trlEvidenced: Int, reportSHA256: String?) async throws -> Verification? {
+        let verificationID = UUID()
+        let recorded = try await pool.withTransaction { connection -> Bool in
+            let rows = try await connection.query("SELECT trl FROM techbank.technologies WHERE id = $1 FOR UPDATE", [id])
+            guard let row = rows.first else { return false }
+            let trl = try row.decode(Int.self, at: 0)
+            try await connection.query(
+                """
+                INSERT INTO techbank.verifications (id, technology_id, verifier_id, claim, method, result, trl_evidenced, report_sha256)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                """,
+                [verificationID, id, verifier, claim, method, confirmed ? "confirmed" : "not_confirmed", Int16(trlEvidenced), reportSHA256])
+            guard confirmed, trlEvidenced >= trl else { return true }
+            let version = try await connection.query(
+                "UPDATE techbank.technologies SET trl = $2, trl_verified = true, version = version + 1, updated_at = now() WHERE id = $1 RETURNING version",
+                [id, Int16(trlEvidenced)])[0].decode(Int32.self, at: 0)
+            try await Self.record(
+                connection, technologyID: id, version: Int(version), event: "verified", actor: verifier,
+                changes: "SELECT jsonb_build_object('trl', trl, 'trl_verified', trl_verified, 'verification_id', $2::uuid) FROM techbank.technologies WHERE id = $1",
+                bind: verificationID)
+            return true
+        }
+        guard recorded else { return nil }
+        return try await verifications(of: id).first { $0.id == verificationID }
+    }
+
+    public func verifications(of id: UUID) async throws -> [Verification] {
+        let rows = try await pool.withConnection { connection in
+            try await connection.query(
+                """
+                SELECT id, technology_id, verifier_id, claim, method, result, trl_evidenced, report_sha256, created_at
+                  FROM techbank.verifications WHERE technology_id = $1 ORDER BY created_at, id
+                """, [id])
+        }
+        return try rows.map {
+            Verification(id: try $0.decode(UUID.self, at: 0), technologyID: try $0.decode(UUID.self, at: 1), verifierID: try $0.decode(UUID.self, at: 2),
+                         claim: try $0.decode(String.self, at: 3), method: try $0.decode(String.self, at: 4),
+                         confirmed: try $0.decode(String.self, at: 5) == "confirmed", trlEvidenced: try $0.decode(Int.self, at: 6),
+                         reportSHA256: try $0.decode(String?.self, at: 7), createdAt: try $0.decode(Date.self, at: 8))
+        }
     }
 
     public func history(_ id: UUID) async throws -> [TechnologyHistoryEntry] {
@@ -408,11 +466,11 @@ public struct Technologies: Sendable {
         ([title, summary] + keywords).joined(separator: " ")
     }
 
-    /// Appends a history entry whose `changes` come from `changes` (a query on the technology, or
-    /// `SELECT $2::jsonb` with `payload`), and the same event to the audit journal.
+    /// Appends a history entry whose `changes` come from `changes` (a query on the technology as
+    /// `$1`, with `bind` as `$2` if given), and the same event to the audit journal.
     static func record(_ connection: PostgresConnection, technologyID: UUID, version: Int, event: String, actor: UUID,
-                       changes: String, payload: JSONB? = nil) async throws {
-        let binds: [any PostgresEncodable] = payload.map { [technologyID, $0] } ?? [technologyID]
+                       changes: String, bind: (any PostgresEncodable)? = nil) async throws {
+        let binds: [any PostgresEncodable] = bind.map { [technologyID, $0] } ?? [technologyID]
         let value = try await connection.query(changes, binds)[0].decode(JSONB.self, at: 0)
         try await connection.query(
             "INSERT INTO techbank.technology_history (technology_id, version, event, actor_id, changes) VALUES ($1, $2, $3, $4, $5)",

@@ -767,5 +767,22 @@ CREATE OR REPLACE TRIGGER technology_history_append_only
     BEFORE UPDATE OR DELETE ON techbank.technology_history
     FOR EACH ROW EXECUTE FUNCTION ledger.reject_history_change();
 
+-- Verifications: an accredited lab's test of a claim about a technology; append-only.
+CREATE TABLE IF NOT EXISTS techbank.verifications (
+    id uuid PRIMARY KEY,
+    technology_id uuid NOT NULL REFERENCES techbank.technologies (id),
+    verifier_id uuid NOT NULL REFERENCES techbank.organizations (id),
+    claim text NOT NULL CHECK (char_length(claim) BETWEEN 1 AND 2000),
+    method text NOT NULL CHECK (char_length(method) BETWEEN 1 AND 2000),
+    result text NOT NULL CHECK (result IN ('confirmed', 'not_confirmed')),
+    trl_evidenced smallint NOT NULL CHECK (trl_evidenced BETWEEN 1 AND 9),
+    report_sha256 text CHECK (report_sha256 ~ '^[0-9a-f]{64}$'),
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS verifications_technology_idx ON techbank.verifications (technology_id, created_at);
+CREATE OR REPLACE TRIGGER verifications_append_only
+    BEFORE UPDATE OR DELETE ON techbank.verifications
+    FOR EACH ROW EXECUTE FUNCTION ledger.reject_history_change();
+
 INSERT INTO public.schema_version (singleton, version) VALUES (true, 1)
 ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version, applied_at = now();
