@@ -116,8 +116,11 @@ public struct Ledger: Sendable {
         let batch = JSONB(json)
         let rows: PostgresResult
         do {
-            rows = try await pool.withTransaction { connection in
-                try await connection.query("SELECT * FROM ledger.create_transfers($1, $2)", [batch, atomic])
+            // One statement: the function is a transaction by itself, so no BEGIN/COMMIT round trips.
+            rows = try await pool.withRetries {
+                try await pool.withConnection { connection in
+                    try await connection.query("SELECT * FROM ledger.create_transfers($1, $2)", [batch, atomic])
+                }
             }
         } catch let error as PostgresError where error.sqlState == "TB003" || Self.isDataException(error) {
             throw LedgerError(.invalidRequest, field: "transfers", "the batch is malformed or holds data the database cannot store")
@@ -208,8 +211,10 @@ public struct Ledger: Sendable {
     /// Releases up to `limit` holds whose timeout has passed, each exactly once.
     /// - Returns: how many were released.
     public func expirePending(limit: Int = 1_000) async throws -> Int {
-        try await pool.withTransaction { connection in
-            try await connection.query("SELECT ledger.expire_pending($1)", [Int32(clamping: limit)])[0].decode(Int.self, at: 0)
+        try await pool.withRetries {
+            try await pool.withConnection { connection in
+                try await connection.query("SELECT ledger.expire_pending($1)", [Int32(clamping: limit)])[0].decode(Int.self, at: 0)
+            }
         }
     }
 

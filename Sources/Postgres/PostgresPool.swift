@@ -66,27 +66,36 @@ public final class PostgresPool: Service, Sendable {
     }
 
     /// Runs `body` inside a transaction: committed when `body` returns, rolled back when it throws.
-    /// On a serialization failure or deadlock the whole closure runs again, with a short jittered
-    /// back-off, at most `maxTransactionRetries` times; so `body` must have no effects outside
-    /// the database.
+    /// On a serialization failure or deadlock the whole closure runs again (see `withRetries`);
+    /// so `body` must have no effects outside the database.
     public func withTransaction<T: Sendable>(
         isolation: IsolationLevel = .readCommitted, _ body: (PostgresConnection) async throws -> T
     ) async throws -> T {
+        try await withRetries {
+            try await withConnection { connection in
+                try await connection.query("BEGIN ISOLATION LEVEL \(isolation.rawValue)")
+                do {
+                    let value = try await body(connection)
+                    try await connection.query("COMMIT")
+                    return value
+                } catch {
+                    // Not cancellable: if the task was cancelled, the rollback must still run.
+                    _ = try? await Task { try await connection.query("ROLLBACK") }.value
+                    throw error
+                }
+            }
+        }
+    }
+
+    /// Runs `body` again, with a short jittered back-off, when it fails with a serialization
+    /// failure or deadlock, at most `maxTransactionRetries` times. For work that is a transaction
+    /// by itself: a `withTransaction`, or one statement in autocommit mode (a single call of a
+    /// function that does all its work in one statement needs no BEGIN/COMMIT round trips).
+    public func withRetries<T: Sendable>(_ body: () async throws -> T) async throws -> T {
         var attempt = 0
         while true {
             do {
-                return try await withConnection { connection in
-                    try await connection.query("BEGIN ISOLATION LEVEL \(isolation.rawValue)")
-                    do {
-                        let value = try await body(connection)
-                        try await connection.query("COMMIT")
-                        return value
-                    } catch {
-                        // Not cancellable: if the task was cancelled, the rollback must still run.
-                        _ = try? await Task { try await connection.query("ROLLBACK") }.value
-                        throw error
-                    }
-                }
+                return try await body()
             } catch let error as PostgresError where error.isRetryableTransactionFailure && attempt < configuration.maxTransactionRetries {
                 attempt += 1
                 logger.debug("retrying transaction", metadata: ["sqlstate": "\(error.sqlState ?? "")", "attempt": "\(attempt)"])
