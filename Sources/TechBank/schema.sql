@@ -192,7 +192,7 @@ END $$;
 CREATE OR REPLACE FUNCTION ledger.journal_append_many(p_types text[], p_subjects uuid[], p_payloads jsonb[])
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
-    v_shard smallint := pg_backend_pid() % 16;
+    v_shard smallint;
     v_n     integer := coalesce(cardinality(p_types), 0);
     v_now   timestamptz := now();
     v_seq   bigint;
@@ -201,7 +201,14 @@ DECLARE
     v_hashes bytea[] := '{}';
 BEGIN
     IF v_n = 0 THEN RETURN; END IF;
-    SELECT h.seq, h.hash INTO v_seq, v_hash FROM ledger.journal_heads h WHERE h.shard = v_shard FOR UPDATE;
+    -- Take the first shard no other transaction holds, starting from this backend's own, so that
+    -- concurrent writers do not queue behind one head; only when all 16 are busy, wait for ours.
+    SELECT h.shard, h.seq, h.hash INTO v_shard, v_seq, v_hash FROM ledger.journal_heads h
+     ORDER BY (h.shard - pg_backend_pid() % 16 + 16) % 16 LIMIT 1 FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        v_shard := pg_backend_pid() % 16;
+        SELECT h.seq, h.hash INTO v_seq, v_hash FROM ledger.journal_heads h WHERE h.shard = v_shard FOR UPDATE;
+    END IF;
     FOR k IN 1 .. v_n LOOP
         v_prev[k] := v_hash;
         v_hash := sha256(v_hash || ledger.journal_canonical(v_shard, v_seq + k, p_types[k], p_subjects[k],
