@@ -301,8 +301,10 @@ RETURNS TABLE (idx integer, outcome text, detail text, id uuid, kind text, debit
     timeout_seconds integer, expires_at timestamptz, metadata jsonb, created_at timestamptz)
 LANGUAGE plpgsql
 -- Estimates for unnest() are poor: JIT would cost more than the whole batch, and custom plans
--- would be re-planned on every call.
-SET jit = off SET plan_cache_mode = force_generic_plan
+-- would be re-planned on every call. Every statement here reads rows by key, but the generic plans
+-- (made once per connection from the statistics of the moment) sometimes chose whole-table scans;
+-- with sequential scans off they always use the keys.
+SET jit = off SET plan_cache_mode = force_generic_plan SET enable_seqscan = off
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -580,7 +582,7 @@ END $$;
 -- Releases due holds, at most p_limit per call; safe against concurrent sweepers and
 -- post/void because the hold row can only be deleted once, under the account locks.
 CREATE OR REPLACE FUNCTION ledger.expire_pending(p_limit integer) RETURNS integer
-LANGUAGE plpgsql SET jit = off SET plan_cache_mode = force_generic_plan AS $$
+LANGUAGE plpgsql SET jit = off SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $$
 DECLARE
     v_due uuid[];
     v_accounts uuid[];
