@@ -287,7 +287,7 @@ public struct Technologies: Sendable {
         try await pool.withConnection { connection in
             let rows = try await connection.query("SELECT \(Self.columns) FROM techbank.technologies WHERE id = $1", [id])
             guard let row = rows.first else { return nil }
-            return try await Self.decode(row, rights: try Self.rights(connection, of: id))
+            return try Self.decode(row, rights: try await Self.rights(connection, of: [id])[id] ?? [])
         }
     }
 
@@ -316,11 +316,10 @@ public struct Technologies: Sendable {
                  query.trlMin.map { Int16($0) }, query.trlMax.map { Int16($0) }, query.status?.rawValue, query.subParkID, query.ownerID,
                  Int64(limit + 1), Int64(offset), Self.likePattern(text)])
         }
-        var items: [Technology] = []
-        for row in rows.prefix(limit) {
-            let id = try row.decode(UUID.self, "id")
-            items.append(try await pool.withConnection { try await Self.decode(row, rights: try Self.rights($0, of: id)) })
-        }
+        let page = Array(rows.prefix(limit))
+        let ids = try page.map { try $0.decode(UUID.self, "id") }
+        let rights = try await pool.withConnection { try await Self.rights($0, of: ids) }
+        let items = try page.enumerated().map { index, row in try Self.decode(row, rights: rights[ids[index]] ?? []) }
         return (items, rows.count > limit ? offset + limit : nil)
     }
 
@@ -480,19 +479,26 @@ public struct Technologies: Sendable {
             [technologyID, event, Int32(version), actor, value])
     }
 
-    static func rights(_ connection: PostgresConnection, of id: UUID) async throws -> [IPRight] {
+    /// The IP rights of each of `ids`, in one query.
+    static func rights(_ connection: PostgresConnection, of ids: [UUID]) async throws -> [UUID: [IPRight]] {
         let rows = try await connection.query(
-            "SELECT id, type, office, number, kind_code, status, filed_on, granted_on, expires_on FROM techbank.ip_rights WHERE technology_id = $1 ORDER BY type, office, normalized_number",
-            [id])
-        return try rows.map {
-            IPRight(id: try $0.decode(UUID.self, at: 0), type: try $0.decode(String.self, at: 1), office: try $0.decode(String.self, at: 2),
-                    number: try $0.decode(String.self, at: 3), kindCode: try $0.decode(String?.self, at: 4), status: try $0.decode(String.self, at: 5),
-                    filedOn: try $0.decode(PostgresDate?.self, at: 6), grantedOn: try $0.decode(PostgresDate?.self, at: 7),
-                    expiresOn: try $0.decode(PostgresDate?.self, at: 8))
+            """
+            SELECT technology_id, id, type, office, number, kind_code, status, filed_on, granted_on, expires_on
+              FROM techbank.ip_rights WHERE technology_id = ANY($1) ORDER BY type, office, normalized_number
+            """,
+            [ids])
+        var rights: [UUID: [IPRight]] = [:]
+        for row in rows {
+            rights[try row.decode(UUID.self, at: 0), default: []].append(IPRight(
+                id: try row.decode(UUID.self, at: 1), type: try row.decode(String.self, at: 2), office: try row.decode(String.self, at: 3),
+                number: try row.decode(String.self, at: 4), kindCode: try row.decode(String?.self, at: 5), status: try row.decode(String.self, at: 6),
+                filedOn: try row.decode(PostgresDate?.self, at: 7), grantedOn: try row.decode(PostgresDate?.self, at: 8),
+                expiresOn: try row.decode(PostgresDate?.self, at: 9)))
         }
+        return rights
     }
 
-    static func decode(_ row: PostgresRow, rights: [IPRight]) async throws -> Technology {
+    static func decode(_ row: PostgresRow, rights: [IPRight]) throws -> Technology {
         let statusText = try row.decode(String.self, "status")
         guard let status = TechnologyStatus(rawValue: statusText) else {
             throw PostgresError(code: .decoding, message: "unknown technology status \(statusText)")
