@@ -159,14 +159,16 @@ extension UUID: PostgresArrayElement {
     }
 }
 
-/// Microseconds between the Unix epoch and PostgreSQL's epoch, 2000-01-01 00:00:00 UTC.
-private let postgresEpochOffsetSeconds: Int64 = 946_684_800
+/// Microseconds from PostgreSQL's epoch (2000-01-01) to Foundation's reference date (2001-01-01).
+/// Conversions go through the reference date, `Date`'s own representation, in one rounding step,
+/// so every microsecond survives a round trip.
+private let postgresEpochToReferenceDateMicros: Int64 = 31_622_400_000_000
 
 extension Date: PostgresEncodable, PostgresDecodable {
     public static var postgresType: PostgresType { .timestamptz }
     public func postgresBinary() -> [UInt8]? {
         // Round to whole microseconds, PostgreSQL's resolution.
-        let micros = Int64(((timeIntervalSince1970 - Double(postgresEpochOffsetSeconds)) * 1_000_000).rounded())
+        let micros = Int64((timeIntervalSinceReferenceDate * 1_000_000).rounded()) + postgresEpochToReferenceDateMicros
         return micros.postgresBinary()
     }
     public init(postgresBinary bytes: UnsafeRawBufferPointer, type: PostgresType) throws(PostgresError) {
@@ -175,8 +177,7 @@ extension Date: PostgresEncodable, PostgresDecodable {
         guard micros != .max, micros != .min else {
             throw PostgresError(code: .decoding, message: "infinite timestamps are not supported")
         }
-        let seconds = micros.quotientAndRemainder(dividingBy: 1_000_000)
-        self = Date(timeIntervalSince1970: Double(seconds.quotient + postgresEpochOffsetSeconds) + Double(seconds.remainder) / 1_000_000)
+        self = Date(timeIntervalSinceReferenceDate: Double(micros - postgresEpochToReferenceDateMicros) / 1_000_000)
     }
 }
 

@@ -3,8 +3,12 @@ import Foundation
 /// RFC 3339 times in UTC with microseconds, PostgreSQL's resolution, so a time read from the API
 /// can be sent back (e.g. as `balance?at=`) without losing precision.
 enum RFC3339 {
+    /// Microseconds from the Unix epoch to Foundation's reference date (2001-01-01).
+    private static let referenceDateMicros: Int64 = 978_307_200_000_000
+
     static func format(_ date: Date) -> String {
-        let micros = Int64((date.timeIntervalSince1970 * 1_000_000).rounded())
+        // From the reference date, `Date`'s own representation: one rounding step, exact to the microsecond.
+        let micros = Int64((date.timeIntervalSinceReferenceDate * 1_000_000).rounded()) + referenceDateMicros
         var seconds = time_t(micros.quotientAndRemainder(dividingBy: 1_000_000).quotient)
         var fraction = micros.quotientAndRemainder(dividingBy: 1_000_000).remainder
         if fraction < 0 {
@@ -30,8 +34,13 @@ enum RFC3339 {
         guard (1...9).contains(digits.count), let value = Int(digits),
               let whole = formatter.date(from: String(text[..<dot]) + String(text[digitsEnd...]))
         else { return nil }
-        let micros = (Double(value) / pow(10, Double(digits.count)) * 1_000_000).rounded(.down)
-        return whole.addingTimeInterval(micros / 1_000_000)
+        // Whole microseconds in integers (digits past the sixth are dropped), so no float rounding
+        // can move the instant to the neighbouring microsecond.
+        var micros = value
+        for _ in digits.count..<6 { micros *= 10 }
+        for _ in 6..<max(6, digits.count) { micros /= 10 }
+        let wholeMicros = Int64(whole.timeIntervalSinceReferenceDate.rounded()) * 1_000_000
+        return Date(timeIntervalSinceReferenceDate: Double(wholeMicros + Int64(micros)) / 1_000_000)
     }
 }
 

@@ -130,3 +130,24 @@ struct TypeRoundTripTests {
         }
     }
 }
+
+@Suite("Timestamps keep every microsecond")
+struct TimestampPrecisionTests {
+    @Test func randomMicrosecondInstantsRoundTripExactly() async throws {
+        try await TestDatabase.withPool { pool throws in
+            var generator = SystemRandomNumberGenerator()
+            // Microseconds since the Unix epoch, 1970 to 2100; the server reports them as text.
+            let micros = (0..<500).map { _ in Int64.random(in: 0...4_102_444_800_000_000, using: &generator) }
+            let dates = micros.map { Date(timeIntervalSinceReferenceDate: Double($0 - 978_307_200_000_000) / 1_000_000) }
+            try await pool.withConnection { connection in
+                for (expected, date) in zip(micros, dates) {
+                    let row = try await connection.query(
+                        "SELECT $1::timestamptz, (extract(epoch FROM $1::timestamptz) * 1000000)::int8", [date])[0]
+                    #expect(try row.decode(Int64.self, at: 1) == expected, "\(date)")
+                    let back = try row.decode(Date.self, at: 0)
+                    #expect(back == date, "\(expected)")
+                }
+            }
+        }
+    }
+}
