@@ -89,7 +89,8 @@ struct Serve: AsyncParsableCommand {
             let version = try await Schema.migrate(pool)
             if let generated = try await Organizations(pool: pool).bootstrapOperator(adminKey: environment["TECHBANK_ADMIN_KEY"]) {
                 // Shown once: only its hash is stored.
-                print("Operator API key (shown once; set TECHBANK_ADMIN_KEY to choose your own): \(generated)")
+                // Written unbuffered, so it appears before the log lines even when stdout is a file.
+                FileHandle.standardOutput.write(Data("Operator API key (shown once; set TECHBANK_ADMIN_KEY to choose your own): \(generated)\n".utf8))
             }
             let databaseDescription = database.describe(embedded)
             let host = server.host
