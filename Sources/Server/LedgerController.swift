@@ -310,11 +310,9 @@ struct LedgerController: Sendable {
         if let currency = body.currency, CurrencyCode(currency) == nil {
             throw APIError.validation(prefix + "currency", "must be an ISO 4217 code such as CNY")
         }
-        func amount(required: Bool) throws -> Int64? {
-            guard let amount = body.amount else {
-                if required { throw APIError.validation(prefix + "amount", "is required") }
-                return nil
-            }
+        /// The amount if sent, validated: 1 to 2^53 minor units.
+        func amount() throws -> Int64? {
+            guard let amount = body.amount else { return nil }
             guard amount > 0 else { throw APIError.validation(prefix + "amount", "must be a positive integer number of minor units") }
             guard amount <= maxAmount else { throw APIError.validation(prefix + "amount", "must be at most 2^53") }
             return amount
@@ -326,7 +324,7 @@ struct LedgerController: Sendable {
             try forbid([("void_pending_id", body.voidPendingID != nil), ("pending", body.pending != nil), ("debit_account_id", body.debitAccountID != nil),
                         ("credit_account_id", body.creditAccountID != nil), ("currency", body.currency != nil), ("timeout_seconds", body.timeoutSeconds != nil)],
                        because: "must not be sent with post_pending_id: the hold decides it")
-            return TransferRequest(id: body.id, action: .postPending(pendingID: pendingID, amount: try amount(required: false)), code: code, metadata: metadata)
+            return TransferRequest(id: body.id, action: .postPending(pendingID: pendingID, amount: try amount()), code: code, metadata: metadata)
         }
         if let pendingID = body.voidPendingID {
             try forbid([("pending", body.pending != nil), ("debit_account_id", body.debitAccountID != nil), ("credit_account_id", body.creditAccountID != nil),
@@ -337,7 +335,7 @@ struct LedgerController: Sendable {
         guard let debit = body.debitAccountID else { throw APIError.validation(prefix + "debit_account_id", "is required") }
         guard let credit = body.creditAccountID else { throw APIError.validation(prefix + "credit_account_id", "is required") }
         guard let currency = body.currency else { throw APIError.validation(prefix + "currency", "is required") }
-        let value = try amount(required: true)!
+        guard let value = try amount() else { throw APIError.validation(prefix + "amount", "is required") }
         if body.pending == true {
             var timeout: Int32?
             if let seconds = body.timeoutSeconds {

@@ -99,8 +99,7 @@ struct OrganizationController: Sendable {
         guard try context.requireIdentity().kind == .operator else { throw APIError.forbidden }
         var request = request
         let body = try await request.decode(CreateOrganization.self, maxBytes: maxBodyBytes)
-        let name = body.name.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard (1...200).contains(name.count) else { throw APIError.validation("name", "must be 1 to 200 characters") }
+        let name = try trimmedText(body.name, field: "name", max: 200)
         guard let kind = OrganizationKind(rawValue: body.kind), OrganizationKind.creatable.contains(kind) else {
             throw APIError.validation("kind", "must be one of \(OrganizationKind.creatable.map(\.rawValue).joined(separator: ", "))")
         }
@@ -154,8 +153,7 @@ struct OrganizationController: Sendable {
         try request.requireIfMatch(Self.etag(organization))
         var request = request
         let body = try await request.decode(RenameOrganization.self, maxBytes: maxBodyBytes)
-        let name = body.name.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard (1...200).contains(name.count) else { throw APIError.validation("name", "must be 1 to 200 characters") }
+        let name = try trimmedText(body.name, field: "name", max: 200)
         guard let updated = try await organizations.rename(organization.id, to: name, expectedVersion: organization.version) else {
             throw APIError.notFound
         }
@@ -168,7 +166,7 @@ struct OrganizationController: Sendable {
         let organization = try await operatorOnly(request, context)
         var request = request
         let body = try await request.decode(CreateKey.self, maxBytes: maxBodyBytes)
-        if let label = body.label, label.count > 200 { throw APIError.validation("label", "must be at most 200 characters") }
+        if let label = body.label, label.unicodeScalars.count > 200 { throw APIError.validation("label", "must be at most 200 characters") }
         let (key, secret) = try await organizations.issueKey(for: organization.id, label: body.label)
         return try Reply.json(KeyBody(id: key.id, organizationID: key.organizationID, label: key.label, createdAt: key.createdAt, revokedAt: nil, key: secret), status: .created)
     }

@@ -168,6 +168,14 @@ extension Request {
     }
 }
 
+/// `value` trimmed of surrounding whitespace, which must then hold 1 to `max` characters, counted
+/// as PostgreSQL's `char_length` counts them (code points), so the database's CHECK agrees.
+func trimmedText(_ value: String, field: String, max: Int) throws -> String {
+    let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines)
+    guard (1...max).contains(trimmed.unicodeScalars.count) else { throw APIError.validation(field, "must be 1 to \(max) characters") }
+    return trimmed
+}
+
 /// The strong ETag of a resource at `version`.
 func versionETag(_ version: Int) -> String { "\"v\(version)\"" }
 

@@ -287,8 +287,8 @@ struct TechnologyController: Sendable {
         default:
             throw APIError(.forbidden, code: "forbidden", "only institutes (or the operator for them) register technologies")
         }
-        let title = try Self.text(body.title, field: "title", max: 300)
-        let summary = try Self.text(body.summary, field: "summary", max: 5_000)
+        let title = try trimmedText(body.title, field: "title", max: 300)
+        let summary = try trimmedText(body.summary, field: "summary", max: 5_000)
         let description = body.description ?? ""
         guard description.unicodeScalars.count <= 100_000 else { throw APIError.validation("description", "must be at most 100000 characters") }
         guard (1...9).contains(body.trl) else { throw APIError.validation("trl", "must be 1 to 9") }
@@ -356,8 +356,8 @@ struct TechnologyController: Sendable {
         var request = request
         let body = try await request.decode(UpdateTechnology.self, maxBytes: maxBodyBytes)
         var changes = TechnologyChanges()
-        changes.title = try body.title.map { try Self.text($0, field: "title", max: 300) }
-        changes.summary = try body.summary.map { try Self.text($0, field: "summary", max: 5_000) }
+        changes.title = try body.title.map { try trimmedText($0, field: "title", max: 300) }
+        changes.summary = try body.summary.map { try trimmedText($0, field: "summary", max: 5_000) }
         if let description = body.description {
             guard description.unicodeScalars.count <= 100_000 else { throw APIError.validation("description", "must be at most 100000 characters") }
             changes.description = description
@@ -395,8 +395,8 @@ struct TechnologyController: Sendable {
         }
         var request = request
         let body = try await request.decode(CreateVerification.self, maxBytes: maxBodyBytes)
-        let claim = try Self.text(body.claim, field: "claim", max: 2_000)
-        let method = try Self.text(body.method, field: "method", max: 2_000)
+        let claim = try trimmedText(body.claim, field: "claim", max: 2_000)
+        let method = try trimmedText(body.method, field: "method", max: 2_000)
         guard ["confirmed", "not_confirmed"].contains(body.result) else { throw APIError.validation("result", "must be confirmed or not_confirmed") }
         guard (1...9).contains(body.trlEvidenced) else { throw APIError.validation("trl_evidenced", "must be 1 to 9") }
         if let digest = body.reportSHA256, digest.range(of: "^[0-9a-f]{64}$", options: .regularExpression) == nil {
@@ -459,15 +459,9 @@ struct TechnologyController: Sendable {
 
     static func etag(_ technology: Technology) -> String { versionETag(technology.version) }
 
-    static func text(_ value: String, field: String, max: Int) throws -> String {
-        let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard (1...max).contains(trimmed.unicodeScalars.count) else { throw APIError.validation(field, "must be 1 to \(max) characters") }
-        return trimmed
-    }
-
     static func keywords(_ values: [String]) throws -> [String] {
         guard values.count <= 30 else { throw APIError.validation("keywords", "list at most 30 keywords") }
-        return try values.enumerated().map { try text($1, field: "keywords[\($0)]", max: 100) }
+        return try values.enumerated().map { try trimmedText($1, field: "keywords[\($0)]", max: 100) }
     }
 
     static func right(_ body: IPRightBody, field: String) throws -> IPRight {
