@@ -12,6 +12,7 @@ public struct PostgresType: Hashable, Sendable, CustomStringConvertible {
     public static let int8 = PostgresType(oid: 20)
     public static let int2 = PostgresType(oid: 21)
     public static let int4 = PostgresType(oid: 23)
+    public static let float8 = PostgresType(oid: 701)
     public static let text = PostgresType(oid: 25)
     public static let json = PostgresType(oid: 114)
     public static let bpchar = PostgresType(oid: 1042)
@@ -134,6 +135,15 @@ extension Int: PostgresEncodable, PostgresDecodable {
     }
 }
 
+extension Double: PostgresEncodable, PostgresDecodable {
+    public static var postgresType: PostgresType { .float8 }
+    public func postgresBinary() -> [UInt8]? { var b: [UInt8] = []; b.appendBigEndian(bitPattern); return b }
+    public init(postgresBinary bytes: UnsafeRawBufferPointer, type: PostgresType) throws(PostgresError) {
+        guard type == .float8, bytes.count == 8 else { throw typeMismatch(Double.self, type) }
+        self = Double(bitPattern: bytes.readBigEndian(UInt64.self, at: 0))
+    }
+}
+
 extension String: PostgresArrayElement {
     public static var postgresType: PostgresType { .text }
     public static var postgresArrayType: PostgresType { .textArray }
@@ -235,6 +245,14 @@ public struct PostgresDate: Hashable, Comparable, Sendable, PostgresEncodable, P
         self.daysSince2000 = Int32(days)
         guard components == (year, month, day) else { return nil }  // rejects 2023-02-30 and the like
     }
+
+    /// The UTC calendar date of `instant`.
+    public static func today(_ instant: Date = Date()) -> PostgresDate {
+        PostgresDate(daysSince2000: Int32(((instant.timeIntervalSince1970 - 946_684_800) / 86_400).rounded(.down)))
+    }
+
+    /// The instant this date starts in UTC.
+    public var midnightUTC: Date { Date(timeIntervalSince1970: 946_684_800 + Double(daysSince2000) * 86_400) }
 
     /// Parses `YYYY-MM-DD`.
     public init?(iso8601 text: String) {

@@ -53,6 +53,10 @@ public func buildRouter(configuration: ServerConfiguration, pool: PostgresPool) 
     TechnologyController(
         technologies: Technologies(pool: pool), organizations: organizations, idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes
     ).register(on: v1)
+    DemandController(demands: Demands(pool: pool), organizations: organizations, idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes)
+        .register(on: v1)
+    MatchController(matches: Matches(pool: pool), organizations: organizations, idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes)
+        .register(on: v1)
     return router
 }
 

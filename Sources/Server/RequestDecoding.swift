@@ -176,6 +176,12 @@ func trimmedText(_ value: String, field: String, max: Int) throws -> String {
     return trimmed
 }
 
+/// A keyword list: at most 30 keywords of 1 to 100 characters each, trimmed.
+func keywordList(_ values: [String]) throws -> [String] {
+    guard values.count <= 30 else { throw APIError.validation("keywords", "list at most 30 keywords") }
+    return try values.enumerated().map { try trimmedText($1, field: "keywords[\($0)]", max: 100) }
+}
+
 /// The strong ETag of a resource at `version`.
 func versionETag(_ version: Int) -> String { "\"v\(version)\"" }
 
@@ -193,6 +199,20 @@ enum Cursor {
             throw APIError.validation("cursor", "is not a cursor this API returned")
         }
         return text
+    }
+
+    /// The offset an offset cursor holds (0 without one); offsets above `max` are refused.
+    static func offset(_ cursor: String?, max: Int) throws -> Int {
+        guard let cursor else { return 0 }
+        guard let value = Int(try decode(cursor)), (0...max).contains(value) else {
+            throw APIError.validation("cursor", "is not a cursor this API returned")
+        }
+        return value
+    }
+
+    /// The cursor of the page at `offset`, or nil if there is none or it lies beyond `max`.
+    static func next(offset: Int?, max: Int) -> String? {
+        offset.flatMap { $0 <= max ? encode(String($0)) : nil }
     }
 }
 

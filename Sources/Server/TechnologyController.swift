@@ -292,7 +292,7 @@ struct TechnologyController: Sendable {
         let description = body.description ?? ""
         guard description.unicodeScalars.count <= 100_000 else { throw APIError.validation("description", "must be at most 100000 characters") }
         guard (1...9).contains(body.trl) else { throw APIError.validation("trl", "must be 1 to 9") }
-        let keywords = try Self.keywords(body.keywords ?? [])
+        let keywords = try keywordList(body.keywords ?? [])
         let rights = try (body.ipRights ?? []).enumerated().map { try Self.right($1, field: "ip_rights[\($0)]") }
         guard rights.count <= 50 else { throw APIError.validation("ip_rights", "list at most 50 rights") }
         var new = NewTechnology(ownerID: ownerID, title: title, summary: summary, description: description, field: body.field,
@@ -338,14 +338,9 @@ struct TechnologyController: Sendable {
             guard let id = UUID(uuidString: String(text)) else { throw APIError.validation(name, "must be a UUID") }
             query[keyPath: keyPath] = id
         }
-        let offset = try cursorText.map { text in
-            guard let value = Int(try Cursor.decode(text)), (0...Technologies.maxSearchOffset).contains(value) else {
-                throw APIError.validation("cursor", "is not a cursor this API returned")
-            }
-            return value
-        } ?? 0
+        let offset = try Cursor.offset(cursorText, max: Technologies.maxSearchOffset)
         let page = try await technologies.search(query, visibleTo: identity, limit: limit, offset: offset)
-        let next = page.nextOffset.flatMap { $0 <= Technologies.maxSearchOffset ? Cursor.encode(String($0)) : nil }
+        let next = Cursor.next(offset: page.nextOffset, max: Technologies.maxSearchOffset)
         return try Reply.json(PageBody(data: page.items.map { TechnologyBody(technology: $0, description: identity.canReadConfidential($0) ? $0.description : nil) },
                                        nextCursor: next))
     }
@@ -362,7 +357,7 @@ struct TechnologyController: Sendable {
             guard description.unicodeScalars.count <= 100_000 else { throw APIError.validation("description", "must be at most 100000 characters") }
             changes.description = description
         }
-        changes.keywords = try body.keywords.map(Self.keywords)
+        changes.keywords = try body.keywords.map(keywordList)
         if let trl = body.trl {
             guard (1...9).contains(trl) else { throw APIError.validation("trl", "must be 1 to 9") }
             changes.trl = trl
@@ -458,11 +453,6 @@ struct TechnologyController: Sendable {
     }
 
     static func etag(_ technology: Technology) -> String { versionETag(technology.version) }
-
-    static func keywords(_ values: [String]) throws -> [String] {
-        guard values.count <= 30 else { throw APIError.validation("keywords", "list at most 30 keywords") }
-        return try values.enumerated().map { try trimmedText($1, field: "keywords[\($0)]", max: 100) }
-    }
 
     static func right(_ body: IPRightBody, field: String) throws -> IPRight {
         guard IPRight.types.contains(body.type) else { throw APIError.validation("\(field).type", "must be one of \(IPRight.types.joined(separator: ", "))") }

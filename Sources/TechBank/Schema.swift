@@ -28,6 +28,8 @@ public enum Schema {
     public static func migrate(_ pool: PostgresPool) async throws -> Int {
         try await pool.withTransaction { connection in
             try await connection.query("SELECT pg_advisory_xact_lock($1)", [advisoryLockKey])
+            // The script is idempotent: its "already exists, skipping" notices are expected, not news.
+            try await connection.query("SET LOCAL client_min_messages = warning")
             if let current = try await installedVersion(connection), current > version {
                 throw SchemaError.databaseIsNewer(database: current, binary: version)
             }

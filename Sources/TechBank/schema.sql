@@ -5,6 +5,8 @@
 --   TB001  ledger history is append-only (transfers, pending_resolutions, journal)
 --   TB002  account row change not allowed (delete/truncate, immutable column, opening balance)
 --   TB003  invalid transfer batch (not a non-empty array of <= 8000 well-formed objects)
+--   TB010  an organization's sub_park_id names something that is not a sub-park
+--   TB011  a match decision is final (or a match's parties changed)
 --   TB900  private to create_transfers (atomic rollback); never escapes it
 
 -- Two servers starting at once would otherwise race on catalog rows.
@@ -791,6 +793,81 @@ CREATE TABLE IF NOT EXISTS techbank.verifications (
 CREATE INDEX IF NOT EXISTS verifications_technology_idx ON techbank.verifications (technology_id, created_at);
 CREATE OR REPLACE TRIGGER verifications_append_only
     BEFORE UPDATE OR DELETE ON techbank.verifications
+    FOR EACH ROW EXECUTE FUNCTION ledger.reject_history_change();
+
+-- ---------------------------------------------------------------------------------------------
+-- TechBank: demands and broker matches
+-- ---------------------------------------------------------------------------------------------
+-- A demand: what an enterprise is looking for. open → matched → closed | expired.
+CREATE TABLE IF NOT EXISTS techbank.demands (
+    id uuid PRIMARY KEY,
+    owner_id uuid NOT NULL REFERENCES techbank.organizations (id),
+    -- The enterprise itself, or the broker or operator that posted on its behalf.
+    posted_by uuid NOT NULL REFERENCES techbank.organizations (id),
+    title text NOT NULL CHECK (char_length(title) BETWEEN 1 AND 300),
+    description text NOT NULL CHECK (char_length(description) <= 20000),
+    field text NOT NULL REFERENCES techbank.fields (code),
+    keywords text[] NOT NULL CHECK (cardinality(keywords) <= 30),
+    trl_min smallint NOT NULL CHECK (trl_min BETWEEN 1 AND 9),
+    budget_min bigint CHECK (budget_min >= 0),
+    budget_max bigint CHECK (budget_max >= 0),
+    budget_currency text CHECK (budget_currency ~ '^[A-Z]{3}$'),
+    region text NOT NULL CHECK (region ~ '^[A-Z]{2}(-[A-Z0-9]{1,3})?$'),
+    deadline date NOT NULL,
+    status text NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'matched', 'closed', 'expired')),
+    search_text text NOT NULL,
+    version integer NOT NULL DEFAULT 1 CHECK (version >= 1),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    CHECK ((budget_min IS NULL AND budget_max IS NULL AND budget_currency IS NULL)
+        OR (budget_min IS NOT NULL AND budget_max IS NOT NULL AND budget_currency IS NOT NULL AND budget_min <= budget_max))
+);
+CREATE INDEX IF NOT EXISTS demands_owner_idx ON techbank.demands (owner_id, created_at);
+CREATE INDEX IF NOT EXISTS demands_status_deadline_idx ON techbank.demands (status, deadline);
+CREATE INDEX IF NOT EXISTS demands_search_idx ON techbank.demands USING gin (search_text gin_trgm_ops);
+
+-- A broker's introduction of a technology to a demand. Each side decides once; the match is
+-- accepted when both accept and declined when either declines.
+CREATE TABLE IF NOT EXISTS techbank.matches (
+    id uuid PRIMARY KEY,
+    broker_id uuid NOT NULL REFERENCES techbank.organizations (id),
+    technology_id uuid NOT NULL REFERENCES techbank.technologies (id),
+    demand_id uuid NOT NULL REFERENCES techbank.demands (id),
+    -- The two parties, copied from the technology and the demand when the match is made.
+    seller_id uuid NOT NULL REFERENCES techbank.organizations (id),
+    buyer_id uuid NOT NULL REFERENCES techbank.organizations (id),
+    note text NOT NULL CHECK (char_length(note) <= 2000),
+    seller_decision text CHECK (seller_decision IN ('accepted', 'declined')),
+    buyer_decision text CHECK (buyer_decision IN ('accepted', 'declined')),
+    status text NOT NULL DEFAULT 'proposed' CHECK (status IN ('proposed', 'accepted', 'declined')),
+    version integer NOT NULL DEFAULT 1 CHECK (version >= 1),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    CHECK (status = CASE WHEN 'declined' IN (seller_decision, buyer_decision) THEN 'declined'
+                         WHEN seller_decision = 'accepted' AND buyer_decision = 'accepted' THEN 'accepted'
+                         ELSE 'proposed' END)
+);
+-- One live match per technology and demand: a declined one may be proposed again.
+CREATE UNIQUE INDEX IF NOT EXISTS matches_one_live ON techbank.matches (technology_id, demand_id) WHERE status <> 'declined';
+CREATE INDEX IF NOT EXISTS matches_broker_idx ON techbank.matches (broker_id, created_at);
+CREATE INDEX IF NOT EXISTS matches_seller_idx ON techbank.matches (seller_id, created_at);
+CREATE INDEX IF NOT EXISTS matches_buyer_idx ON techbank.matches (buyer_id, created_at);
+CREATE INDEX IF NOT EXISTS matches_demand_idx ON techbank.matches (demand_id);
+
+-- A decision, once taken, is final.
+CREATE OR REPLACE FUNCTION techbank.matches_decide_once() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF (OLD.seller_decision IS NOT NULL AND NEW.seller_decision IS DISTINCT FROM OLD.seller_decision)
+       OR (OLD.buyer_decision IS NOT NULL AND NEW.buyer_decision IS DISTINCT FROM OLD.buyer_decision)
+       OR NEW.technology_id <> OLD.technology_id OR NEW.demand_id <> OLD.demand_id OR NEW.broker_id <> OLD.broker_id
+       OR NEW.seller_id <> OLD.seller_id OR NEW.buyer_id <> OLD.buyer_id THEN
+        RAISE EXCEPTION 'a match decision is final' USING ERRCODE = 'TB011';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE OR REPLACE TRIGGER matches_decide_once BEFORE UPDATE ON techbank.matches
+    FOR EACH ROW EXECUTE FUNCTION techbank.matches_decide_once();
+CREATE OR REPLACE TRIGGER matches_no_delete BEFORE DELETE ON techbank.matches
     FOR EACH ROW EXECUTE FUNCTION ledger.reject_history_change();
 
 INSERT INTO public.schema_version (singleton, version) VALUES (true, 1)

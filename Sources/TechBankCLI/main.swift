@@ -13,7 +13,7 @@ struct TechBankCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "techbank",
         abstract: "The technology bank: a PostgreSQL-backed ledger and REST API for technology transfer.",
-        subcommands: [Serve.self, Migrate.self]
+        subcommands: [Serve.self, Migrate.self, SeedDemo.self]
     )
 }
 
@@ -95,8 +95,8 @@ struct Serve: AsyncParsableCommand {
             let databaseDescription = database.describe(embedded)
             let host = server.host
             let sweeper = ExpirySweeper(ledger: Ledger(pool: pool), logger: logger)
-            let purger = IdempotencyPurger(store: IdempotencyStore(pool: pool), logger: logger)
-            let app = buildApplication(configuration: server, pool: pool, services: [sweeper, purger], logger: logger) { port in
+            let housekeeping = Housekeeping(pool: pool, logger: logger)
+            let app = buildApplication(configuration: server, pool: pool, services: [sweeper, housekeeping], logger: logger) { port in
                 logger.info("TechBank listening on http://\(host):\(port)", metadata: [
                     "database": "\(databaseDescription)", "schema_version": "\(version)",
                 ])
@@ -130,6 +130,41 @@ struct Migrate: AsyncParsableCommand {
         try await embedded?.stop(logger: logger)
         let version = try result.get()
         logger.info("schema is at version \(version)", metadata: ["database": "\(database.describe(embedded))"])
+    }
+}
+
+struct SeedDemo: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "seed-demo",
+        abstract: "Fill the database with a demo data set (sub-parks, institutes, 200 technologies, 50 demands) and print API keys to try it.")
+
+    @OptionGroup var database: DatabaseOptions
+
+    func run() async throws {
+        let logger = makeLogger()
+        let (conninfo, embedded) = try await database.connect(logger: logger)
+        let pool = PostgresPool(configuration: PostgresConfiguration(conninfo: conninfo), logger: logger)
+        let result = await Result(catching: { () async throws -> DemoData.Summary in
+            _ = try await Schema.migrate(pool)
+            return try await DemoData.seed(pool)
+        })
+        await pool.close()
+        try await embedded?.stop(logger: logger)
+        let summary: DemoData.Summary
+        do {
+            summary = try result.get()
+        } catch let error as TechBankError {
+            FileHandle.standardError.write(Data("techbank seed-demo: \(error.message)\n".utf8))
+            throw ExitCode.failure
+        }
+        print("""
+            Seeded \(summary.subParks) sub-parks, \(summary.institutes) institutes, \(summary.enterprises) enterprises, \
+            \(summary.technologies) technologies (\(summary.listed) listed) and \(summary.demands) open demands.
+            API keys to try it with (shown once; send as Authorization: Bearer <key>):
+            """)
+        for (organization, kind, secret) in summary.keys {
+            print("  \(kind.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)) \(secret)  \(organization)")
+        }
     }
 }
 

@@ -26,6 +26,16 @@ struct TypeRoundTripTests {
         }
     }
 
+    @Test func doublesIncludingSpecialValues() async throws {
+        try await TestDatabase.withPool { pool throws in
+            for value in [0.0, -0.0, 1.0 / 3, -2.5e300, .leastNonzeroMagnitude, .greatestFiniteMagnitude, .infinity, -.infinity] {
+                let back = try await roundTrip(value, as: "float8", on: pool)
+                #expect(back == value && back.sign == value.sign, "\(value) came back as \(back)")
+            }
+            #expect(try await roundTrip(Double.nan, as: "float8", on: pool).isNaN)
+        }
+    }
+
     @Test func boolsTextAndUnicode() async throws {
         try await TestDatabase.withPool { pool throws in
             #expect(try await roundTrip(true, as: "bool", on: pool) == true)

@@ -1,0 +1,196 @@
+import Foundation
+import Hummingbird
+import Postgres
+import TechBank
+
+/// `/v1/matches`: brokers introduce a listed technology to an open demand; the technology's owner
+/// and the demand's owner each accept or decline. Brokers see the matches they made, parties the
+/// matches about their objects, sub-parks their members', the committee and the operator all.
+///
+/// Also `/v1/sub-parks/{id}/activity`, the sub-park's view of its members' registry activity.
+struct MatchController: Sendable {
+    let matches: Matches
+    let organizations: Organizations
+    let idempotency: Idempotency
+    let maxBodyBytes: Int
+
+    /// The longest period an activity report covers, in days.
+    static let maxActivityDays: Int32 = 3_660
+
+    // MARK: Bodies
+
+    struct CreateMatch: RequestBody {
+        static let knownFields: Set<String> = ["id", "technology_id", "demand_id", "note"]
+        let id: UUID?
+        let technologyID: UUID
+        let demandID: UUID
+        let note: String?
+
+        enum CodingKeys: String, CodingKey {
+            case id, note
+            case technologyID = "technology_id"
+            case demandID = "demand_id"
+        }
+    }
+
+    struct MatchBody: Encodable, Sendable {
+        let match: Match
+
+        enum CodingKeys: String, CodingKey {
+            case id, note, status, version
+            case brokerID = "broker_id"
+            case technologyID = "technology_id"
+            case demandID = "demand_id"
+            case sellerID = "seller_id"
+            case buyerID = "buyer_id"
+            case sellerDecision = "seller_decision"
+            case buyerDecision = "buyer_decision"
+            case createdAt = "created_at"
+            case updatedAt = "updated_at"
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(match.id, forKey: .id)
+            try c.encode(match.brokerID, forKey: .brokerID)
+            try c.encode(match.technologyID, forKey: .technologyID)
+            try c.encode(match.demandID, forKey: .demandID)
+            try c.encode(match.sellerID, forKey: .sellerID)
+            try c.encode(match.buyerID, forKey: .buyerID)
+            try c.encode(match.note, forKey: .note)
+            try c.encode(match.sellerDecision, forKey: .sellerDecision)
+            try c.encode(match.buyerDecision, forKey: .buyerDecision)
+            try c.encode(match.status.rawValue, forKey: .status)
+            try c.encode(match.version, forKey: .version)
+            try c.encode(match.createdAt, forKey: .createdAt)
+            try c.encode(match.updatedAt, forKey: .updatedAt)
+        }
+    }
+
+    struct CountsBody: Encodable, Sendable {
+        let total: Int
+        let byField: [String: Int]
+        let byStatus: [String: Int]
+
+        enum CodingKeys: String, CodingKey {
+            case total
+            case byField = "by_field"
+            case byStatus = "by_status"
+        }
+    }
+
+    struct ActivityBody: Encodable, Sendable {
+        let subParkID: UUID
+        let from: String
+        let to: String
+        let members: Int
+        let technologies: CountsBody
+        let demands: CountsBody
+        let matches: CountsBody
+
+        enum CodingKeys: String, CodingKey {
+            case from, to, members, technologies, demands, matches
+            case subParkID = "sub_park_id"
+        }
+    }
+
+    // MARK: Routes
+
+    func register(on router: some RouterMethods<AppRequestContext>) {
+        router.post("matches") { request, context in
+            try await idempotency.run(request, context: context) { request, context in try await create(request, context) }
+        }
+        router.get("matches") { request, context in try await list(request, context).response }
+        router.get("matches/:id") { request, context in try Reply.json(MatchBody(match: try await visible(request, context).0)).response }
+        for decision in MatchDecision.allCases {
+            router.post("matches/:id/\(decision.rawValue)") { request, context in try await decide(request, context, decision).response }
+        }
+        router.get("sub-parks/:id/activity") { request, context in try await activity(request, context).response }
+    }
+
+    @Sendable func create(_ request: Request, _ context: AppRequestContext) async throws -> Reply {
+        let identity = try context.requireIdentity()
+        guard identity.kind == .broker else { throw APIError(.forbidden, code: "forbidden", "only brokers propose matches") }
+        var request = request
+        let body = try await request.decode(CreateMatch.self, maxBytes: maxBodyBytes)
+        let note = body.note?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+        guard note.unicodeScalars.count <= 2_000 else { throw APIError.validation("note", "must be at most 2000 characters") }
+        let match = try await matches.propose(id: body.id ?? UUID(), broker: identity.organizationID, technologyID: body.technologyID,
+                                              demandID: body.demandID, note: note)
+        var reply = try Reply.json(MatchBody(match: match), status: .created)
+        reply.headers[.location] = "/v1/matches/\(match.id.uuidString.lowercased())"
+        return reply
+    }
+
+    func list(_ request: Request, _ context: AppRequestContext) async throws -> Reply {
+        let identity = try context.requireIdentity()
+        let (limit, cursorText) = try request.page()
+        let parameters = request.uri.queryParameters
+        var query = MatchQuery()
+        if let text = parameters["status"] {
+            guard let status = MatchStatus(rawValue: String(text)) else {
+                throw APIError.validation("status", "must be one of \(MatchStatus.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            query.status = status
+        }
+        for (name, keyPath) in [("technology_id", \MatchQuery.technologyID), ("demand_id", \MatchQuery.demandID)] {
+            guard let text = parameters[Substring(name)] else { continue }
+            guard let id = UUID(uuidString: String(text)) else { throw APIError.validation(name, "must be a UUID") }
+            query[keyPath: keyPath] = id
+        }
+        let cursor = try cursorText.map { text -> (Date, UUID) in
+            let parts = try Cursor.decode(text).split(separator: "|")
+            guard parts.count == 2, let date = RFC3339.parse(String(parts[0])), let id = UUID(uuidString: String(parts[1])) else {
+                throw APIError.validation("cursor", "is not a cursor this API returned")
+            }
+            return (date, id)
+        }
+        let page = try await matches.list(query, visibleTo: identity, limit: limit, after: cursor)
+        return try Reply.json(PageBody(data: page.items.map(MatchBody.init),
+                                       nextCursor: page.next.map { Cursor.encode("\(RFC3339.format($0.0))|\($0.1.uuidString)") }))
+    }
+
+    func decide(_ request: Request, _ context: AppRequestContext, _ decision: MatchDecision) async throws -> Reply {
+        let (match, identity) = try await visible(request, context)
+        guard [match.sellerID, match.buyerID].contains(identity.organizationID) else {
+            throw APIError(.forbidden, code: "forbidden", "only the technology's owner and the demand's owner decide on a match")
+        }
+        guard let decided = try await matches.decide(match.id, decision, by: identity.organizationID) else { throw APIError.notFound }
+        return try Reply.json(MatchBody(match: decided))
+    }
+
+    func activity(_ request: Request, _ context: AppRequestContext) async throws -> Reply {
+        let identity = try context.requireIdentity()
+        let id = try request.uuidParameter("id", context)
+        guard identity.readsEverything || identity.organizationID == id, let subPark = try await organizations.get(id), subPark.kind == .subPark else {
+            throw APIError.notFound
+        }
+        let parameters = request.uri.queryParameters
+        func date(_ name: String) throws -> PostgresDate? {
+            guard let text = parameters[Substring(name)] else { return nil }
+            guard let date = PostgresDate(iso8601: String(text)) else { throw APIError.validation(name, "must be a date such as 2026-01-31") }
+            return date
+        }
+        let to = try date("to") ?? PostgresDate.today()
+        let from = try date("from") ?? PostgresDate(daysSince2000: to.daysSince2000 - 364)
+        guard from <= to else { throw APIError.validation("from", "must not be after to") }
+        guard to.daysSince2000 - from.daysSince2000 < Self.maxActivityDays else {
+            throw APIError.validation("from", "the period may span at most \(Self.maxActivityDays) days")
+        }
+        let activity = try await organizations.activity(ofSubPark: id, from: from, through: to)
+        func counts(_ counts: SubParkActivity.Counts) -> CountsBody { CountsBody(total: counts.total, byField: counts.byField, byStatus: counts.byStatus) }
+        return try Reply.json(ActivityBody(subParkID: id, from: from.description, to: to.description, members: activity.members,
+                                           technologies: counts(activity.technologies), demands: counts(activity.demands),
+                                           matches: counts(activity.matches)))
+    }
+
+    /// The match named by `:id` if the caller may see it; 404 otherwise.
+    func visible(_ request: Request, _ context: AppRequestContext) async throws -> (Match, Identity) {
+        let identity = try context.requireIdentity()
+        guard let match = try await matches.get(request.uuidParameter("id", context)) else { throw APIError.notFound }
+        let seller = try await organizations.get(match.sellerID)
+        let buyer = try await organizations.get(match.buyerID)
+        guard identity.canSee(match, sellerSubParkID: seller?.subParkID, buyerSubParkID: buyer?.subParkID) else { throw APIError.notFound }
+        return (match, identity)
+    }
+}
