@@ -70,6 +70,18 @@ public struct Ledger: Sendable {
         return (existing, false)
     }
 
+    /// Opens the account `new` on `connection`, inside the caller's transaction, unless an account
+    /// with its id exists (deterministic ids make this "open on demand").
+    public static func openAccountIfMissing(_ new: NewAccount, on connection: PostgresConnection) async throws {
+        try await connection.query(
+            """
+            INSERT INTO ledger.accounts (id, currency, owner_id, code, debits_must_not_exceed_credits, credits_must_not_exceed_debits, metadata)
+            VALUES ($1, $2, $3, $4, $5, $6, $7)
+            ON CONFLICT (id) DO NOTHING
+            """,
+            [new.id, new.currency, new.ownerID, new.code, new.debitsMustNotExceedCredits, new.creditsMustNotExceedDebits, new.metadata])
+    }
+
     /// The account with its balances, or nil.
     public func account(_ id: UUID) async throws -> Account? {
         let rows = try await pool.withConnection { connection in
@@ -103,26 +115,38 @@ public struct Ledger: Sendable {
     /// reports `exists` (identical fields; the stored transfer is returned) or
     /// `exists_with_different_fields`. Returns one result per request, in order.
     public func createTransfers(_ requests: [TransferRequest], atomic: Bool) async throws -> [TransferResult] {
-        guard (1...Self.maxBatchSize).contains(requests.count) else {
-            throw LedgerError(.invalidRequest, field: "transfers", "a batch holds 1 to \(Self.maxBatchSize) transfers")
+        let batch = try Self.batch(requests)
+        // One statement: the function is a transaction by itself, so no BEGIN/COMMIT round trips.
+        return try await pool.withRetries {
+            try await pool.withConnection { connection in try await Self.run(batch, atomic: atomic, on: connection) }
+        }
+    }
+
+    /// Creates transfers as `createTransfers(_:atomic:)` does, but on `connection`, inside the
+    /// caller's transaction: they commit or roll back together with the caller's other changes.
+    public static func createTransfers(_ requests: [TransferRequest], atomic: Bool, on connection: PostgresConnection) async throws -> [TransferResult] {
+        try await run(try batch(requests), atomic: atomic, on: connection)
+    }
+
+    static func batch(_ requests: [TransferRequest]) throws -> JSONB {
+        guard (1...maxBatchSize).contains(requests.count) else {
+            throw LedgerError(.invalidRequest, field: "transfers", "a batch holds 1 to \(maxBatchSize) transfers")
         }
         var json = "["
         json.reserveCapacity(requests.count * 220)
         for (index, request) in requests.enumerated() {
             if index > 0 { json += "," }
-            json += try Self.wireJSON(request, index: index)
+            json += try wireJSON(request, index: index)
         }
         json += "]"
-        let batch = JSONB(json)
+        return JSONB(json)
+    }
+
+    static func run(_ batch: JSONB, atomic: Bool, on connection: PostgresConnection) async throws -> [TransferResult] {
         let rows: PostgresResult
         do {
-            // One statement: the function is a transaction by itself, so no BEGIN/COMMIT round trips.
-            rows = try await pool.withRetries {
-                try await pool.withConnection { connection in
-                    try await connection.query("SELECT * FROM ledger.create_transfers($1, $2)", [batch, atomic])
-                }
-            }
-        } catch let error as PostgresError where error.sqlState == "TB003" || Self.isDataException(error) {
+            rows = try await connection.query("SELECT * FROM ledger.create_transfers($1, $2)", [batch, atomic])
+        } catch let error as PostgresError where error.sqlState == "TB003" || isDataException(error) {
             throw LedgerError(.invalidRequest, field: "transfers", "the batch is malformed or holds data the database cannot store")
         }
         return try rows.map { row in
@@ -133,7 +157,7 @@ public struct Ledger: Sendable {
             return TransferResult(
                 index: try row.decode(Int.self, "idx"), id: try row.decode(UUID.self, "id"), outcome: outcome,
                 detail: try row.decode(String?.self, "detail"),
-                transfer: outcome.succeeded ? try Self.decodeTransfer(row) : nil)
+                transfer: outcome.succeeded ? try decodeTransfer(row) : nil)
         }
     }
 

@@ -19,6 +19,8 @@ struct APIError: Error, Sendable {
     var errors: [FieldError] = []
     /// For `ip_right_taken`: the technology holding the right, when the caller may see it.
     var holderTechnologyID: UUID?
+    /// For `exclusivity_conflict`: the deal whose rights conflict, when the caller may see it.
+    var conflictingDealID: UUID?
 
     init(_ status: HTTPResponse.Status, code: String, _ detail: String, errors: [FieldError] = [], holderTechnologyID: UUID? = nil) {
         self.status = status
@@ -50,11 +52,13 @@ struct APIError: Error, Sendable {
         let errors: [FieldError]?
         let requestID: String?
         let holderTechnologyID: String?
+        let conflictingDealID: String?
 
         enum CodingKeys: String, CodingKey {
             case type, title, status, detail, code, errors
             case requestID = "request_id"
             case holderTechnologyID = "holder_technology_id"
+            case conflictingDealID = "conflicting_deal_id"
         }
     }
 
@@ -63,7 +67,7 @@ struct APIError: Error, Sendable {
             type: "https://techbank.example/problems/\(code.replacingOccurrences(of: "_", with: "-"))",
             title: status.reasonPhrase, status: status.code, detail: detail, code: code,
             errors: errors.isEmpty ? nil : errors, requestID: requestID,
-            holderTechnologyID: holderTechnologyID?.uuidString.lowercased())
+            holderTechnologyID: holderTechnologyID?.uuidString.lowercased(), conflictingDealID: conflictingDealID?.uuidString.lowercased())
         return try Reply.json(problem, status: status, contentType: "application/problem+json")
     }
 
@@ -91,6 +95,11 @@ struct APIError: Error, Sendable {
             default: .unprocessableContent
             }
             return APIError(status, code: error.code.rawValue, error.message, errors: error.field.map { [FieldError(field: $0, message: error.message)] } ?? [])
+        case let error as PaymentRefused:
+            return APIError(.unprocessableContent, code: error.outcome.rawValue,
+                            "the ledger refused the payment: \(error.outcome.rawValue)" + (error.detail.map { " (\($0))" } ?? ""))
+        case is DealNotFound:
+            return .notFound
         case let error as HTTPError:
             switch error.status {
             case .contentTooLarge:

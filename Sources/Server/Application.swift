@@ -15,6 +15,8 @@ public struct ServerConfiguration: Sendable {
     /// The body limit of `POST /v1/transfers/batch`, which carries up to 8,000 transfers (about
     /// 200 bytes each).
     public var maxBatchBodyBytes: Int = 4 << 20
+    /// Committee approval threshold and the institutes' share of deal income.
+    public var dealRules = DealRules()
 
     public init() {}
 }
@@ -50,12 +52,18 @@ public func buildRouter(configuration: ServerConfiguration, pool: PostgresPool) 
         ledger: ledger, organizations: organizations, idempotency: idempotency, metrics: metrics,
         maxBodyBytes: configuration.maxBodyBytes, maxBatchBodyBytes: configuration.maxBatchBodyBytes
     ).register(on: v1)
+    let deals = Deals(pool: pool, rules: configuration.dealRules)
+    let matches = Matches(pool: pool)
     TechnologyController(
-        technologies: Technologies(pool: pool), organizations: organizations, idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes
+        technologies: Technologies(pool: pool), deals: deals, organizations: organizations, idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes
     ).register(on: v1)
     DemandController(demands: Demands(pool: pool), organizations: organizations, idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes)
         .register(on: v1)
-    MatchController(matches: Matches(pool: pool), organizations: organizations, idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes)
+    MatchController(matches: matches, organizations: organizations, idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes)
+        .register(on: v1)
+    DealController(deals: deals, matches: matches, organizations: organizations, idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes)
+        .register(on: v1)
+    MoneyController(money: Money(pool: pool), organizations: organizations, idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes)
         .register(on: v1)
     return router
 }

@@ -122,7 +122,7 @@ struct DemandController: Sendable {
             ownerID = candidate.ownerID
             score = candidate.score
             reasons = candidate.reasons.map {
-                ReasonBody(factor: $0.factor.rawValue, weight: $0.weight, fit: $0.fit, contribution: ($0.contribution * 10_000).rounded() / 10_000, detail: $0.detail)
+                ReasonBody(factor: $0.factor.rawValue, weight: $0.weight, fit: $0.fit, contribution: $0.contribution, detail: $0.detail)
             }
         }
 
@@ -194,10 +194,7 @@ struct DemandController: Sendable {
         let (limit, cursor) = try request.page()
         let parameters = request.uri.queryParameters
         var query = DemandQuery()
-        if let text = parameters["q"].map(String.init) {
-            guard text.count <= 200, !text.utf8.contains(0) else { throw APIError.validation("q", "must be at most 200 characters") }
-            query.text = text
-        }
+        query.text = try request.searchText()
         query.field = parameters["field"].map(String.init)
         if let text = parameters["status"] {
             guard let status = DemandStatus(rawValue: String(text)) else {

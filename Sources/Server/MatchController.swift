@@ -138,16 +138,9 @@ struct MatchController: Sendable {
             guard let id = UUID(uuidString: String(text)) else { throw APIError.validation(name, "must be a UUID") }
             query[keyPath: keyPath] = id
         }
-        let cursor = try cursorText.map { text -> (Date, UUID) in
-            let parts = try Cursor.decode(text).split(separator: "|")
-            guard parts.count == 2, let date = RFC3339.parse(String(parts[0])), let id = UUID(uuidString: String(parts[1])) else {
-                throw APIError.validation("cursor", "is not a cursor this API returned")
-            }
-            return (date, id)
-        }
-        let page = try await matches.list(query, visibleTo: identity, limit: limit, after: cursor)
+        let page = try await matches.list(query, visibleTo: identity, limit: limit, after: try cursorText.map(TimeCursor.decode))
         return try Reply.json(PageBody(data: page.items.map(MatchBody.init),
-                                       nextCursor: page.next.map { Cursor.encode("\(RFC3339.format($0.0))|\($0.1.uuidString)") }))
+                                       nextCursor: page.next.map(TimeCursor.encode)))
     }
 
     func decide(_ request: Request, _ context: AppRequestContext, _ decision: MatchDecision) async throws -> Reply {

@@ -150,6 +150,14 @@ extension Request {
         return (limit, query["cursor"].map(String.init))
     }
 
+    /// The search text `q`: at most 200 characters, without NUL.
+    func searchText() throws -> String? {
+        guard let text = uri.queryParameters["q"].map(String.init) else { return nil }
+        guard text.unicodeScalars.count <= 200 else { throw APIError.validation("q", "must be at most 200 characters") }
+        guard !text.utf8.contains(0) else { throw APIError.validation("q", "must not contain the NUL character") }
+        return text
+    }
+
     /// Updates are conditional: `If-Match` must name the current `etag` (or be `*`): 428 when
     /// missing, 412 when stale.
     func requireIfMatch(_ etag: String) throws {

@@ -8,10 +8,11 @@ import TechBank
 ///
 /// An institute registers technologies for itself (the operator may register for an institute).
 /// A technology is visible to its owner, the owner's sub-park, the committee and the operator, and
-/// to everyone once listed; its `description` is confidential to the owner, the committee and the
-/// operator. Only the owner or the operator changes it.
+/// to everyone once listed; its `description` is confidential to the owner, the committee, the
+/// operator and the counterparties of its deals. Only the owner or the operator changes it.
 struct TechnologyController: Sendable {
     let technologies: Technologies
+    let deals: Deals
     let organizations: Organizations
     let idempotency: Idempotency
     let maxBodyBytes: Int
@@ -254,7 +255,7 @@ struct TechnologyController: Sendable {
         router.get("technologies") { request, context in try await search(request, context).response }
         router.get("technologies/:id") { request, context in
             let (technology, identity) = try await visible(request, context)
-            return try reply(technology, identity).response
+            return try await reply(technology, identity).response
         }
         router.patch("technologies/:id") { request, context in try await update(request, context).response }
         router.get("technologies/:id/history") { request, context in try await history(request, context).response }
@@ -305,7 +306,7 @@ struct TechnologyController: Sendable {
         } catch let taken as IPRightTaken {
             throw try await conflict(taken, identity)
         }
-        var reply = try reply(technology, identity, status: .created)
+        var reply = try await reply(technology, identity, status: .created)
         reply.headers[.location] = "/v1/technologies/\(technology.id.uuidString.lowercased())"
         return reply
     }
@@ -315,10 +316,7 @@ struct TechnologyController: Sendable {
         let (limit, cursorText) = try request.page()
         let parameters = request.uri.queryParameters
         var query = TechnologyQuery()
-        if let text = parameters["q"].map(String.init) {
-            guard text.count <= 200, !text.utf8.contains(0) else { throw APIError.validation("q", "must be at most 200 characters") }
-            query.text = text
-        }
+        query.text = try request.searchText()
         query.field = parameters["field"].map(String.init)
         func trl(_ name: String) throws -> Int? {
             guard let text = parameters[Substring(name)] else { return nil }
@@ -341,7 +339,9 @@ struct TechnologyController: Sendable {
         let offset = try Cursor.offset(cursorText, max: Technologies.maxSearchOffset)
         let page = try await technologies.search(query, visibleTo: identity, limit: limit, offset: offset)
         let next = Cursor.next(offset: page.nextOffset, max: Technologies.maxSearchOffset)
-        return try Reply.json(PageBody(data: page.items.map { TechnologyBody(technology: $0, description: identity.canReadConfidential($0) ? $0.description : nil) },
+        var items: [TechnologyBody] = []
+        for technology in page.items { items.append(TechnologyBody(technology: technology, description: try await confidentialDescription(technology, identity))) }
+        return try Reply.json(PageBody(data: items,
                                        nextCursor: next))
     }
 
@@ -366,13 +366,13 @@ struct TechnologyController: Sendable {
         guard let updated = try await technologies.update(technology.id, changes, expectedVersion: technology.version, actor: identity.organizationID) else {
             throw APIError.notFound
         }
-        return try reply(updated, identity)
+        return try await reply(updated, identity)
     }
 
     func move(_ request: Request, _ context: AppRequestContext, _ transition: TechnologyTransition) async throws -> Reply {
         let (technology, identity) = try await owned(request, context)
         guard let moved = try await technologies.transition(technology.id, transition, actor: identity.organizationID) else { throw APIError.notFound }
-        return try reply(moved, identity)
+        return try await reply(moved, identity)
     }
 
     func history(_ request: Request, _ context: AppRequestContext) async throws -> Reply {
@@ -411,12 +411,15 @@ struct TechnologyController: Sendable {
 
     // MARK: Rules
 
-    /// The technology named by `:id` if the caller may see it; 404 otherwise.
+    /// The technology named by `:id` if the caller may see it (or is a counterparty of a deal on
+    /// it); 404 otherwise.
     func visible(_ request: Request, _ context: AppRequestContext) async throws -> (Technology, Identity) {
         let identity = try context.requireIdentity()
         guard let technology = try await technologies.get(request.uuidParameter("id", context)) else { throw APIError.notFound }
         let subParkID = try await organizations.get(technology.ownerID)?.subParkID
-        guard identity.canSee(technology, ownerSubParkID: subParkID) else { throw APIError.notFound }
+        if !identity.canSee(technology, ownerSubParkID: subParkID) {
+            guard try await deals.isCounterparty(identity.organizationID, of: technology.id) else { throw APIError.notFound }
+        }
         return (technology, identity)
     }
 
@@ -429,8 +432,15 @@ struct TechnologyController: Sendable {
         return (technology, identity)
     }
 
-    func reply(_ technology: Technology, _ identity: Identity, status: HTTPResponse.Status = .ok) throws -> Reply {
-        var reply = try Reply.json(TechnologyBody(technology: technology, description: identity.canReadConfidential(technology) ? technology.description : nil), status: status)
+    /// The description if the caller may read it: the owner, the committee, the operator, and
+    /// the buyer or broker of a proposed (or later) deal on the technology.
+    func confidentialDescription(_ technology: Technology, _ identity: Identity) async throws -> String? {
+        if identity.canReadConfidential(technology) { return technology.description }
+        return try await deals.isCounterparty(identity.organizationID, of: technology.id) ? technology.description : nil
+    }
+
+    func reply(_ technology: Technology, _ identity: Identity, status: HTTPResponse.Status = .ok) async throws -> Reply {
+        var reply = try Reply.json(TechnologyBody(technology: technology, description: try await confidentialDescription(technology, identity)), status: status)
         reply.headers[.eTag] = Self.etag(technology)
         return reply
     }

@@ -91,7 +91,8 @@ public struct DemandQuery: Sendable {
     public init() {}
 }
 
-/// A listed technology ranked for a demand. `score` is the sum of the factors' contributions.
+/// A listed technology ranked for a demand. `score` is exactly the sum of the factors'
+/// contributions, each `weight × fit` rounded to four decimals.
 public struct Candidate: Sendable, Equatable {
     public let technologyID: UUID
     public let title: String
@@ -106,9 +107,9 @@ public struct Candidate: Sendable, Equatable {
         public let factor: CandidateFactor
         public let weight: Double
         public let fit: Double
+        /// `weight × fit`, rounded to four decimals.
+        public let contribution: Double
         public let detail: String
-
-        public var contribution: Double { weight * fit }
     }
 }
 
@@ -271,19 +272,20 @@ public struct Demands: Sendable {
                 UPDATE techbank.demands SET status = 'expired', version = version + 1, updated_at = now()
                  WHERE id IN (SELECT id FROM techbank.demands WHERE status IN ('open', 'matched') AND deadline < $1
                                ORDER BY deadline LIMIT $2 FOR UPDATE SKIP LOCKED)
-                RETURNING id
+                RETURNING id, deadline
                 """,
                 [today, Int64(limit)])
             for row in rows {
+                // The demand's own deadline (not the cut-off date), as in the other demand events.
                 try await connection.query(
                     "SELECT ledger.journal_append('demand_expired', $1, jsonb_build_object('deadline', $2::date))",
-                    [try row.decode(UUID.self, at: 0), today])
+                    [try row.decode(UUID.self, at: 0), try row.decode(PostgresDate.self, at: 1)])
             }
             return rows.count
         }
     }
 
-    /// Listed technologies ranked for `demand`, best first (ties: newest listing first). See
+    /// Listed technologies ranked for `demand`, best first (ties: most recently registered first). See
     /// `CandidateFactor` for the weights and README.md for each factor's fit.
     public func candidates(for demand: Demand, limit: Int, offset: Int) async throws -> (items: [Candidate], nextOffset: Int?) {
         let weights = CandidateFactor.allCases.map(\.weight)
@@ -308,9 +310,16 @@ public struct Demands: Sendable {
                       FROM techbank.technologies t JOIN techbank.organizations o ON o.id = t.owner_id
                      WHERE t.status = 'listed' AND t.owner_id <> $1
                 )
+                , contributions AS (
+                    SELECT *, round(($10 * field_fit)::numeric, 4) AS field_c, round(($11 * text_fit)::numeric, 4) AS text_c,
+                           round(($12 * trl_fit)::numeric, 4) AS trl_c, round(($13 * budget_fit)::numeric, 4) AS budget_c,
+                           round(($14 * region_fit)::numeric, 4) AS region_c
+                      FROM fits
+                )
                 SELECT id, title, field, trl, owner_id, country, field_fit, text_fit, trl_fit, budget_fit, region_fit,
-                       round(($10 * field_fit + $11 * text_fit + $12 * trl_fit + $13 * budget_fit + $14 * region_fit)::numeric, 4)::float8 AS score
-                  FROM fits
+                       (field_c + text_c + trl_c + budget_c + region_c)::float8 AS score,
+                       field_c::float8, text_c::float8, trl_c::float8, budget_c::float8, region_c::float8
+                  FROM contributions
                  ORDER BY score DESC, created_at DESC, id
                  LIMIT $15 OFFSET $16
                 """,
@@ -320,11 +329,13 @@ public struct Demands: Sendable {
         }
         let items = try rows.prefix(limit).map { row in
             let fits = try (6...10).map { try row.decode(Double.self, at: $0) }
+            let contributions = try (12...16).map { try row.decode(Double.self, at: $0) }
             let trl = try row.decode(Int.self, at: 3)
             let field = try row.decode(String.self, at: 2)
             let country = try row.decode(String.self, at: 5)
-            let reasons = zip(CandidateFactor.allCases, fits).map { factor, fit in
-                Candidate.Reason(factor: factor, weight: factor.weight, fit: (fit * 10_000).rounded() / 10_000,
+            let reasons = CandidateFactor.allCases.enumerated().map { index, factor in
+                let fit = fits[index]
+                return Candidate.Reason(factor: factor, weight: factor.weight, fit: (fit * 10_000).rounded() / 10_000, contribution: contributions[index],
                                  detail: Self.detail(factor, fit: fit, demand: demand, field: field, trl: trl, country: country))
             }
             return Candidate(technologyID: try row.decode(UUID.self, at: 0), title: try row.decode(String.self, at: 1), field: field, trl: trl,

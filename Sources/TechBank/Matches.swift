@@ -121,6 +121,22 @@ public struct Matches: Sendable {
                 throw TechBankError(.illegalTransition, field: "status",
                                     "cannot \(decision.rawValue) a match that is \(status)" + (previous.map { " (you have \($0) it)" } ?? ""))
             }
+            if decision == .accept {
+                // Accepting needs the demand still open and the technology still on the market.
+                let current = try await connection.query(
+                    """
+                    SELECT d.status, t.status FROM techbank.matches m JOIN techbank.demands d ON d.id = m.demand_id
+                      JOIN techbank.technologies t ON t.id = m.technology_id WHERE m.id = $1 FOR SHARE OF d, t
+                    """, [id])[0]
+                let demandStatus = try current.decode(String.self, at: 0)
+                let technologyStatus = try current.decode(String.self, at: 1)
+                guard demandStatus == DemandStatus.open.rawValue else {
+                    throw TechBankError(.illegalTransition, field: "status", "cannot accept: the demand is \(demandStatus)")
+                }
+                guard technologyStatus == TechnologyStatus.listed.rawValue || technologyStatus == TechnologyStatus.licensed.rawValue else {
+                    throw TechBankError(.illegalTransition, field: "status", "cannot accept: the technology is \(technologyStatus)")
+                }
+            }
             let newStatus = try await connection.query(
                 """
                 UPDATE techbank.matches SET \(column) = $2,

@@ -870,5 +870,171 @@ CREATE OR REPLACE TRIGGER matches_decide_once BEFORE UPDATE ON techbank.matches
 CREATE OR REPLACE TRIGGER matches_no_delete BEFORE DELETE ON techbank.matches
     FOR EACH ROW EXECUTE FUNCTION ledger.reject_history_change();
 
+-- ---------------------------------------------------------------------------------------------
+-- TechBank: deals, escrow, royalties
+-- ---------------------------------------------------------------------------------------------
+-- A deal between a seller institute and a buyer. Terms change only in draft/proposed, each
+-- change a new version (deal_versions). Money moves only through the ledger.
+CREATE TABLE IF NOT EXISTS techbank.deals (
+    id uuid PRIMARY KEY,
+    technology_id uuid NOT NULL REFERENCES techbank.technologies (id),
+    seller_id uuid NOT NULL REFERENCES techbank.organizations (id),
+    buyer_id uuid NOT NULL REFERENCES techbank.organizations (id),
+    broker_id uuid REFERENCES techbank.organizations (id),
+    match_id uuid REFERENCES techbank.matches (id),
+    created_by uuid NOT NULL REFERENCES techbank.organizations (id),
+    status text NOT NULL DEFAULT 'draft' CHECK (status IN (
+        'draft', 'proposed', 'approval_required', 'approved', 'signed', 'active', 'completed', 'cancelled', 'disputed', 'terminated')),
+    version integer NOT NULL DEFAULT 1 CHECK (version >= 1),
+    -- The current terms; every version is in deal_versions.
+    terms jsonb NOT NULL CHECK (jsonb_typeof(terms) = 'object'),
+    kind text NOT NULL CHECK (kind IN ('assignment', 'exclusive_licence', 'sole_licence', 'non_exclusive_licence')),
+    currency text NOT NULL REFERENCES ledger.currencies (code),
+    -- Upfront plus every milestone: the certified technology income.
+    total_amount bigint NOT NULL CHECK (total_amount >= 0),
+    -- Why the committee must approve (NULL: no approval needed), decided when proposed.
+    approval_rule text CHECK (approval_rule IN ('amount_above_threshold', 'assignment', 'cross_border')),
+    seller_signed_at timestamptz,
+    buyer_signed_at timestamptz,
+    signed_at timestamptz,
+    funded_at timestamptz,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    CHECK (seller_id <> buyer_id),
+    CHECK ((signed_at IS NULL) = (status IN ('draft', 'proposed', 'approval_required', 'approved', 'cancelled'))),
+    CHECK (funded_at IS NULL OR signed_at IS NOT NULL)
+);
+CREATE INDEX IF NOT EXISTS deals_technology_idx ON techbank.deals (technology_id);
+CREATE INDEX IF NOT EXISTS deals_seller_idx ON techbank.deals (seller_id, created_at);
+CREATE INDEX IF NOT EXISTS deals_buyer_idx ON techbank.deals (buyer_id, created_at);
+CREATE INDEX IF NOT EXISTS deals_broker_idx ON techbank.deals (broker_id, created_at);
+
+-- Every version of every deal's terms: append-only.
+CREATE TABLE IF NOT EXISTS techbank.deal_versions (
+    deal_id uuid NOT NULL REFERENCES techbank.deals (id),
+    version integer NOT NULL,
+    terms jsonb NOT NULL,
+    actor_id uuid NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (deal_id, version)
+);
+CREATE OR REPLACE TRIGGER deal_versions_append_only
+    BEFORE UPDATE OR DELETE ON techbank.deal_versions
+    FOR EACH ROW EXECUTE FUNCTION ledger.reject_history_change();
+
+-- Milestones of the current terms, numbered from 1; rebuilt while terms may change, then each
+-- moves scheduled → funded → (disputed →) released | refunded.
+CREATE TABLE IF NOT EXISTS techbank.deal_milestones (
+    deal_id uuid NOT NULL REFERENCES techbank.deals (id),
+    number integer NOT NULL CHECK (number BETWEEN 1 AND 50),
+    name text NOT NULL CHECK (char_length(name) BETWEEN 1 AND 200),
+    amount bigint NOT NULL CHECK (amount > 0),
+    due_on date NOT NULL,
+    evidence_required boolean NOT NULL,
+    status text NOT NULL DEFAULT 'scheduled' CHECK (status IN ('scheduled', 'funded', 'disputed', 'released', 'refunded')),
+    evidence text CHECK (char_length(evidence) <= 2000),
+    resolution_reason text CHECK (char_length(resolution_reason) <= 2000),
+    PRIMARY KEY (deal_id, number)
+);
+
+-- Committee decisions: append-only.
+CREATE TABLE IF NOT EXISTS techbank.deal_approvals (
+    id uuid PRIMARY KEY,
+    deal_id uuid NOT NULL REFERENCES techbank.deals (id),
+    deal_version integer NOT NULL,
+    committee_id uuid NOT NULL REFERENCES techbank.organizations (id),
+    decision text NOT NULL CHECK (decision IN ('approve', 'reject')),
+    rule text NOT NULL,
+    reason text NOT NULL CHECK (char_length(reason) BETWEEN 1 AND 2000),
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS deal_approvals_deal_idx ON techbank.deal_approvals (deal_id, created_at);
+CREATE OR REPLACE TRIGGER deal_approvals_append_only
+    BEFORE UPDATE OR DELETE ON techbank.deal_approvals
+    FOR EACH ROW EXECUTE FUNCTION ledger.reject_history_change();
+
+-- The rights a signed deal grants, one row per territory: the database itself keeps exclusive
+-- rights exclusive. A territory is a range over country codes (AA = 0 … ZZ = 675); WORLD is all
+-- of them. An assignment covers the world from its start, forever. Conflicts:
+--   exclusive/sole/assignment vs exclusive/sole/assignment  (grants_strong_exclusive)
+--   exclusive/assignment vs non-exclusive                   (grants_exclusive_vs_non_exclusive)
+-- while sole vs non-exclusive and non-exclusive vs non-exclusive may overlap.
+CREATE TABLE IF NOT EXISTS techbank.licence_grants (
+    deal_id uuid NOT NULL REFERENCES techbank.deals (id),
+    technology_id uuid NOT NULL REFERENCES techbank.technologies (id),
+    kind text NOT NULL CHECK (kind IN ('assignment', 'exclusive_licence', 'sole_licence', 'non_exclusive_licence')),
+    territory text NOT NULL CHECK (territory ~ '^([A-Z]{2}|WORLD)$'),
+    territory_range int4range NOT NULL,
+    period daterange NOT NULL CHECK (NOT isempty(period)),
+    non_exclusive boolean GENERATED ALWAYS AS (kind = 'non_exclusive_licence') STORED,
+    PRIMARY KEY (deal_id, territory)
+);
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'grants_strong_exclusive') THEN
+        ALTER TABLE techbank.licence_grants ADD CONSTRAINT grants_strong_exclusive
+            EXCLUDE USING gist (technology_id WITH =, territory_range WITH &&, period WITH &&) WHERE (kind <> 'non_exclusive_licence');
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'grants_exclusive_vs_non_exclusive') THEN
+        ALTER TABLE techbank.licence_grants ADD CONSTRAINT grants_exclusive_vs_non_exclusive
+            EXCLUDE USING gist (technology_id WITH =, territory_range WITH &&, period WITH &&, non_exclusive WITH <>) WHERE (kind <> 'sole_licence');
+    END IF;
+END $$;
+
+-- Royalty reports: one per period; periods of one deal never overlap.
+CREATE TABLE IF NOT EXISTS techbank.royalty_reports (
+    id uuid PRIMARY KEY,
+    deal_id uuid NOT NULL REFERENCES techbank.deals (id),
+    period daterange NOT NULL CHECK (NOT isempty(period)),
+    net_sales bigint NOT NULL CHECK (net_sales >= 0),
+    currency text NOT NULL REFERENCES ledger.currencies (code),
+    royalty bigint NOT NULL CHECK (royalty >= 0),
+    minimum_top_up bigint NOT NULL CHECK (minimum_top_up >= 0),
+    created_by uuid NOT NULL REFERENCES techbank.organizations (id),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT royalty_reports_no_overlap EXCLUDE USING gist (deal_id WITH =, period WITH &&)
+);
+CREATE OR REPLACE TRIGGER royalty_reports_append_only
+    BEFORE UPDATE OR DELETE ON techbank.royalty_reports
+    FOR EACH ROW EXECUTE FUNCTION ledger.reject_history_change();
+
+-- Technology-contract registration records, produced on signing: append-only.
+CREATE TABLE IF NOT EXISTS techbank.registrations (
+    deal_id uuid PRIMARY KEY REFERENCES techbank.deals (id),
+    number text NOT NULL UNIQUE CHECK (number ~ '^[0-9]{4}SH[0-9]{10}$'),
+    year integer NOT NULL,
+    contract_category text NOT NULL,
+    parties jsonb NOT NULL,
+    certified_income bigint NOT NULL,
+    currency text NOT NULL,
+    signed_on date NOT NULL,
+    -- Patent licences must be filed with the patent office within three months of the term's start.
+    filing_due_on date,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS registrations_filing_idx ON techbank.registrations (filing_due_on) WHERE filing_due_on IS NOT NULL;
+CREATE OR REPLACE TRIGGER registrations_append_only
+    BEFORE UPDATE OR DELETE ON techbank.registrations
+    FOR EACH ROW EXECUTE FUNCTION ledger.reject_history_change();
+-- Registration numbers count up from 1 in each year.
+CREATE TABLE IF NOT EXISTS techbank.registration_counters (
+    year integer PRIMARY KEY,
+    last integer NOT NULL
+);
+
+-- External payment references of deposits and withdrawals: each is used once.
+CREATE TABLE IF NOT EXISTS techbank.payments (
+    external_ref text PRIMARY KEY CHECK (char_length(external_ref) BETWEEN 1 AND 100),
+    direction text NOT NULL CHECK (direction IN ('deposit', 'withdrawal')),
+    organization_id uuid NOT NULL REFERENCES techbank.organizations (id),
+    transfer_id uuid NOT NULL,
+    amount bigint NOT NULL CHECK (amount > 0),
+    currency text NOT NULL,
+    created_by uuid NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE OR REPLACE TRIGGER payments_append_only
+    BEFORE UPDATE OR DELETE ON techbank.payments
+    FOR EACH ROW EXECUTE FUNCTION ledger.reject_history_change();
+
 INSERT INTO public.schema_version (singleton, version) VALUES (true, 1)
 ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version, applied_at = now();

@@ -71,8 +71,15 @@ struct Serve: AsyncParsableCommand {
 
     func validate() throws {
         if let port, !(0...65_535).contains(port) { throw ValidationError("--port must be between 0 and 65535") }
-        if port == nil, let text = ProcessInfo.processInfo.environment["TECHBANK_PORT"], Int(text).map({ (0...65_535).contains($0) }) != true {
+        let environment = ProcessInfo.processInfo.environment
+        if port == nil, let text = environment["TECHBANK_PORT"], Int(text).map({ (0...65_535).contains($0) }) != true {
             throw ValidationError("TECHBANK_PORT must be a port number between 0 and 65535")
+        }
+        if let text = environment["TECHBANK_APPROVAL_THRESHOLD"], Int64(text).map({ $0 >= 0 }) != true {
+            throw ValidationError("TECHBANK_APPROVAL_THRESHOLD must be an amount in minor units (0 or more)")
+        }
+        if let text = environment["TECHBANK_INSTITUTE_SHARE_BP"], Int(text).map({ (0...10_000).contains($0) }) != true {
+            throw ValidationError("TECHBANK_INSTITUTE_SHARE_BP must be 0 to 10000 basis points")
         }
     }
 
@@ -82,6 +89,8 @@ struct Serve: AsyncParsableCommand {
         var server = ServerConfiguration()
         server.host = host ?? environment["TECHBANK_HOST"] ?? server.host
         server.port = port ?? environment["TECHBANK_PORT"].flatMap { Int($0) } ?? server.port
+        server.dealRules.approvalThreshold = environment["TECHBANK_APPROVAL_THRESHOLD"].flatMap { Int64($0) } ?? server.dealRules.approvalThreshold
+        server.dealRules.instituteShareBP = environment["TECHBANK_INSTITUTE_SHARE_BP"].flatMap { Int($0) } ?? server.dealRules.instituteShareBP
 
         let (conninfo, embedded) = try await database.connect(logger: logger)
         let pool = PostgresPool(configuration: PostgresConfiguration(conninfo: conninfo), logger: logger)

@@ -1,0 +1,189 @@
+import Crypto
+import Foundation
+import Ledger
+import Postgres
+
+/// How every amount is split: basis points of minor units, rounded down; what rounding leaves
+/// over goes to the seller (or, among inventors, stays with the institute). The parts always sum
+/// to the whole.
+public enum Split {
+    /// `floor(amount × bp / 10000)`, exact for every amount up to Int64.max.
+    public static func part(of amount: Int64, bp: Int) -> Int64 {
+        precondition(amount >= 0 && (0...10_000).contains(bp))
+        let product = amount.multipliedFullWidth(by: Int64(bp))
+        return Int64(10_000).dividingFullWidth(product).quotient
+    }
+
+    /// Seller income `amount` split into the broker's fee, the sub-park's fee and the seller's rest.
+    public static func fees(of amount: Int64, brokerBP: Int, subParkBP: Int) -> (broker: Int64, subPark: Int64, seller: Int64) {
+        let broker = part(of: amount, bp: brokerBP)
+        let subPark = part(of: amount, bp: subParkBP)
+        return (broker, subPark, amount - broker - subPark)
+    }
+
+    /// The seller's share split between the institute, which keeps `instituteBP` first, and the
+    /// inventors by their shares; the rounding remainder stays with the institute.
+    public static func inventors(of amount: Int64, instituteBP: Int, shares: [Int]) -> (institute: Int64, inventors: [Int64]) {
+        let pool = amount - part(of: amount, bp: instituteBP)
+        let parts = shares.map { part(of: pool, bp: $0) }
+        return (amount - parts.reduce(0, +), parts)
+    }
+}
+
+/// Which account plays which role. Ids are derived from the role, so an account is opened on
+/// demand, exactly once, by whoever needs it first.
+enum AccountRole {
+    /// An organization's own money: it can never go below zero.
+    case operating(UUID)
+    /// The bank's: money in transit held for deals. Never below zero.
+    case escrow(bank: UUID)
+    /// The bank's: the other side of deposits and withdrawals (money outside the bank).
+    case settlement(bank: UUID)
+    /// An inventor's account, owned by the institute.
+    case inventor(institute: UUID, technology: UUID, index: Int, name: String)
+
+    func account(_ currency: String) -> NewAccount {
+        switch self {
+        case .operating(let owner):
+            NewAccount(id: derivedID("account", owner.uuidString, currency, "operating"), currency: currency, ownerID: owner, code: "operating",
+                       debitsMustNotExceedCredits: true)
+        case .escrow(let bank):
+            NewAccount(id: derivedID("account", bank.uuidString, currency, "escrow"), currency: currency, ownerID: bank, code: "escrow",
+                       debitsMustNotExceedCredits: true)
+        case .settlement(let bank):
+            NewAccount(id: derivedID("account", bank.uuidString, currency, "settlement"), currency: currency, ownerID: bank, code: "settlement")
+        case .inventor(let institute, let technology, let index, let name):
+            NewAccount(id: derivedID("account", institute.uuidString, currency, "inventor", technology.uuidString, String(index)), currency: currency,
+                       ownerID: institute, code: "inventor", debitsMustNotExceedCredits: true,
+                       metadata: try? JSONB(encoding: ["inventor": name, "technology_id": technology.uuidString.lowercased()]))
+        }
+    }
+}
+
+/// A UUID (version 8, RFC 9562) derived from `parts`: the same parts always give the same id.
+/// Transfer ids are derived from the deal and the action, so a retried request finds its
+/// transfers already made and never pays twice.
+func derivedID(_ parts: String...) -> UUID {
+    var bytes = Array(SHA256.hash(data: Data(parts.joined(separator: "\u{1F}").utf8)).prefix(16))
+    bytes[6] = (bytes[6] & 0x0F) | 0x80
+    bytes[8] = (bytes[8] & 0x3F) | 0x80
+    return UUID(uuid: (bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
+                       bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]))
+}
+
+/// A ledger batch refused: the first failing transfer's outcome.
+public struct PaymentRefused: Error, Sendable, Equatable {
+    public let outcome: TransferOutcome
+    public let detail: String?
+}
+
+/// An organization's accounts in one currency with their totals.
+public struct CurrencyBalances: Sendable, Equatable {
+    public let currency: String
+    public let accounts: [Account]
+    public let total: Totals
+
+    /// Sums of the accounts' balances; a sum beyond Int64.max saturates.
+    public struct Totals: Sendable, Equatable {
+        public let debitsPosted: Int64
+        public let creditsPosted: Int64
+        public let debitsPending: Int64
+        public let creditsPending: Int64
+    }
+}
+
+/// Deposits, withdrawals and balances: the bank's side of organizations' money.
+public struct Money: Sendable {
+    public let pool: PostgresPool
+
+    public init(pool: PostgresPool) { self.pool = pool }
+
+    /// Credits `organizationID`'s operating account from the bank's settlement account (a
+    /// payment received under `externalRef`), or the reverse for a withdrawal.
+    /// - Throws: `.conflict` if `externalRef` was used before; `PaymentRefused` for a withdrawal
+    ///   beyond the available balance.
+    public func move(_ direction: PaymentDirection, organizationID: UUID, amount: Int64, currency: String, externalRef: String, actor: UUID) async throws -> Transfer {
+        try await pool.withRetries {
+            try await pool.withTransaction { connection in
+                let bank = try await Self.bankID(connection)
+                let operating = AccountRole.operating(organizationID).account(currency)
+                let settlement = AccountRole.settlement(bank: bank).account(currency)
+                try await Ledger.openAccountIfMissing(operating, on: connection)
+                try await Ledger.openAccountIfMissing(settlement, on: connection)
+                let transferID = derivedID("payment", externalRef)
+                let inserted = try await connection.query(
+                    """
+                    INSERT INTO techbank.payments (external_ref, direction, organization_id, transfer_id, amount, currency, created_by)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (external_ref) DO NOTHING RETURNING 1
+                    """,
+                    [externalRef, direction.rawValue, organizationID, transferID, amount, currency, actor])
+                guard !inserted.isEmpty else {
+                    throw TechBankError(.conflict, field: "external_ref", "this payment reference has been used")
+                }
+                let (debit, credit) = direction == .deposit ? (settlement.id, operating.id) : (operating.id, settlement.id)
+                let results = try await Self.pay(
+                    [TransferRequest(id: transferID, action: .post(debit: debit, credit: credit, amount: amount, currency: currency), code: direction.rawValue,
+                                     metadata: try JSONB(encoding: ["external_ref": externalRef]))],
+                    on: connection)
+                try await connection.query(
+                    "SELECT ledger.journal_append($1, $2, jsonb_build_object('actor_id', $3::uuid, 'amount', $4::bigint, 'currency', $5::text, 'external_ref', $6::text, 'transfer_id', $7::uuid))",
+                    [direction.rawValue, organizationID, actor, amount, currency, externalRef, transferID])
+                guard let transfer = results.first?.transfer else { throw PaymentRefused(outcome: .accountNotFound, detail: nil) }
+                return transfer
+            }
+        }
+    }
+
+    /// Every account `organizationID` owns, by currency, with totals.
+    public func balances(of organizationID: UUID) async throws -> [CurrencyBalances] {
+        let ledger = Ledger(pool: pool)
+        let ids = try await pool.withConnection { connection in
+            try await connection.query("SELECT id FROM ledger.accounts WHERE owner_id = $1 ORDER BY currency, code, created_at, id LIMIT 1000", [organizationID])
+        }
+        var accounts: [Account] = []
+        for row in ids {
+            if let account = try await ledger.account(try row.decode(UUID.self, at: 0)) { accounts.append(account) }
+        }
+        return Dictionary(grouping: accounts, by: \.currency).sorted { $0.key < $1.key }.map { currency, accounts in
+            CurrencyBalances(currency: currency, accounts: accounts, total: Self.total(currency, accounts))
+        }
+    }
+
+    static func total(_ currency: String, _ accounts: [Account]) -> CurrencyBalances.Totals {
+        var sums: [Int64] = [0, 0, 0, 0]
+        for account in accounts {
+            for (index, value) in [account.debitsPosted, account.creditsPosted, account.debitsPending, account.creditsPending].enumerated() {
+                let (sum, overflow) = sums[index].addingReportingOverflow(value)
+                sums[index] = overflow ? .max : sum
+            }
+        }
+        return CurrencyBalances.Totals(debitsPosted: sums[0], creditsPosted: sums[1], debitsPending: sums[2], creditsPending: sums[3])
+    }
+
+    // MARK: Shared with deals
+
+    /// The operator: the bank that owns escrow and settlement accounts.
+    static func bankID(_ connection: PostgresConnection) async throws -> UUID {
+        let rows = try await connection.query("SELECT id FROM techbank.organizations WHERE kind = 'operator'")
+        guard let row = rows.first else { throw TechBankError(.conflict, "the bank (operator organization) does not exist yet") }
+        return try row.decode(UUID.self, at: 0)
+    }
+
+    /// Runs `requests` as one atomic ledger batch in the caller's transaction.
+    /// - Throws: `PaymentRefused` with the first failure's outcome; the caller's transaction then
+    ///   rolls back as a whole.
+    @discardableResult
+    static func pay(_ requests: [TransferRequest], on connection: PostgresConnection) async throws -> [TransferResult] {
+        guard !requests.isEmpty else { return [] }
+        let results = try await Ledger.createTransfers(requests, atomic: true, on: connection)
+        if let failure = results.first(where: { !$0.outcome.succeeded && $0.outcome != .linkedEventFailed }) {
+            throw PaymentRefused(outcome: failure.outcome, detail: failure.detail)
+        }
+        return results
+    }
+}
+
+public enum PaymentDirection: String, Sendable {
+    case deposit
+    case withdrawal
+}
