@@ -57,7 +57,7 @@ public func buildRouter(configuration: ServerConfiguration, pool: PostgresPool) 
     TechnologyController(
         technologies: Technologies(pool: pool), deals: deals, organizations: organizations, idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes
     ).register(on: v1)
-    DemandController(demands: Demands(pool: pool), organizations: organizations, idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes)
+    DemandController(demands: Demands(pool: pool), matches: matches, organizations: organizations, idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes)
         .register(on: v1)
     MatchController(matches: matches, organizations: organizations, idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes)
         .register(on: v1)

@@ -8,9 +8,10 @@ import TechBank
 ///
 /// An enterprise posts for itself; a broker or the operator posts on an enterprise's behalf. Open
 /// demands are visible to everyone; afterwards only to the owner, the poster, the owner's sub-park,
-/// the committee and the operator. The owner, the poster and the operator change or close one.
+/// the committee, the operator, and the broker and seller of a match on it. The owner, the poster and the operator change or close one.
 struct DemandController: Sendable {
     let demands: Demands
+    let matches: Matches
     let organizations: Organizations
     let idempotency: Idempotency
     let maxBodyBytes: Int
@@ -241,12 +242,15 @@ struct DemandController: Sendable {
 
     // MARK: Rules
 
-    /// The demand named by `:id` if the caller may see it; 404 otherwise.
+    /// The demand named by `:id` if the caller may see it (or brokered or offered a technology
+    /// in a match on it); 404 otherwise.
     func visible(_ request: Request, _ context: AppRequestContext) async throws -> (Demand, Identity) {
         let identity = try context.requireIdentity()
         guard let demand = try await demands.get(request.uuidParameter("id", context)) else { throw APIError.notFound }
         let subParkID = try await organizations.get(demand.ownerID)?.subParkID
-        guard identity.canSee(demand, ownerSubParkID: subParkID) else { throw APIError.notFound }
+        if !identity.canSee(demand, ownerSubParkID: subParkID) {
+            guard try await matches.involves(identity.organizationID, demandID: demand.id) else { throw APIError.notFound }
+        }
         return (demand, identity)
     }
 

@@ -160,6 +160,14 @@ public struct Matches: Sendable {
         return decided ? try await get(id) : nil
     }
 
+    /// Whether `organizationID` made, or offered its technology in, a match on the demand.
+    public func involves(_ organizationID: UUID, demandID: UUID) async throws -> Bool {
+        try await pool.withConnection { connection in
+            !(try await connection.query(
+                "SELECT 1 FROM techbank.matches WHERE demand_id = $1 AND $2 IN (broker_id, seller_id) LIMIT 1", [demandID, organizationID])).isEmpty
+        }
+    }
+
     /// Matches `identity` may see, newest first; `after` is the last match of the previous page.
     public func list(_ query: MatchQuery, visibleTo identity: Identity, limit: Int, after cursor: (Date, UUID)?) async throws -> (items: [Match], next: (Date, UUID)?) {
         let rows = try await pool.withConnection { connection in
