@@ -3,7 +3,8 @@ import Postgres
 
 /// A demonstration data set, so that a new user can try search and matching at once: five
 /// sub-parks, a committee, two brokers, 20 institutes, 10 enterprises, 200 technologies with
-/// Chinese and English titles across every field (most of them listed) and 50 open demands.
+/// Chinese and English titles across every field (most of them listed), 50 open demands, and a
+/// deal in every state with its money in the ledger.
 /// The data is the same on every run; only ids, keys and dates differ.
 public enum DemoData {
     public struct Summary: Sendable {
@@ -13,6 +14,8 @@ public enum DemoData {
         public let technologies: Int
         public let listed: Int
         public let demands: Int
+        /// One deal in each state, by state.
+        public let deals: [DealStatus: UUID]
         /// One API key per kind of organization, by organization name: printed once, stored hashed.
         public let keys: [(organization: String, kind: OrganizationKind, secret: String)]
     }
@@ -120,8 +123,12 @@ public enum DemoData {
 
         let organizations = Organizations(pool: pool)
         let technologies = Technologies(pool: pool)
+        // Deals need the bank (the operator) for escrow; its key is new only if it had none.
         let demands = Demands(pool: pool)
         var keys: [(String, OrganizationKind, String)] = []
+        if let operatorKey = try await organizations.bootstrapOperator(adminKey: nil) {
+            keys.append(("TechBank operator", .operator, operatorKey))
+        }
         func key(_ organization: Organization) async throws {
             keys.append((organization.name, organization.kind, try await organizations.issueKey(for: organization.id, label: "demo").secret))
         }
@@ -129,7 +136,8 @@ public enum DemoData {
         var parks: [Organization] = []
         for name in subParks { parks.append(try await organizations.create(name: name, kind: .subPark, subParkID: nil, country: "CN")) }
         try await key(parks[0])
-        try await key(try await organizations.create(name: "Technology Bank Managing Committee 技术银行管理委员会", kind: .committee, subParkID: nil, country: "CN"))
+        let committee = try await organizations.create(name: "Technology Bank Managing Committee 技术银行管理委员会", kind: .committee, subParkID: nil, country: "CN")
+        try await key(committee)
         let broker = try await organizations.create(name: "Pudong Technology Brokers 浦东技术经纪", kind: .broker, subParkID: nil, country: "CN")
         try await key(broker)
         _ = try await organizations.create(name: "Global Tech Transfer Partners", kind: .broker, subParkID: nil, country: "GB")
@@ -148,6 +156,7 @@ public enum DemoData {
 
         let fields = topics.keys.sorted()
         var listed = 0
+        var listedByOwner: [UUID: [UUID]] = [:]
         for index in 0..<200 {
             let field = fields[index % fields.count]
             let (subjects, applications) = topics[field]!
@@ -175,6 +184,7 @@ public enum DemoData {
             if index % 9 < 7 {
                 _ = try await technologies.transition(technology.id, .custody, actor: owner.id)
                 _ = try await technologies.transition(technology.id, .listing, actor: owner.id)
+                listedByOwner[owner.id, default: []].append(technology.id)
                 listed += 1
             } else if index % 9 == 7 {
                 _ = try await technologies.transition(technology.id, .custody, actor: owner.id)
@@ -197,7 +207,71 @@ public enum DemoData {
                 deadline: PostgresDate(daysSince2000: today.daysSince2000 + 90 + Int32(index * 5)))
             _ = try await demands.post(new, actor: index % 4 == 3 ? broker.id : buyer.id)
         }
+        let sellers = owners.filter { $0.subParkID != nil }
+        let deals = try await seedDeals(pool, sellers: sellers.map { ($0.id, listedByOwner[$0.id] ?? []) }, buyers: buyers.map(\.id),
+                                        committee: committee.id, today: today)
         return Summary(subParks: parks.count, institutes: owners.count, enterprises: buyers.count, technologies: 200, listed: listed,
-                       demands: 50, keys: keys)
+                       demands: 50, deals: deals, keys: keys)
+    }
+
+    /// One non-exclusive licence (an assignment for approval_required) in each deal state, each
+    /// on its own technology, with the buyers' money deposited and moved through the ledger.
+    static func seedDeals(_ pool: PostgresPool, sellers: [(id: UUID, technologies: [UUID])], buyers: [UUID], committee: UUID,
+                          today: PostgresDate) async throws -> [DealStatus: UUID] {
+        let deals = Deals(pool: pool)
+        let money = Money(pool: pool)
+        let bank = try await pool.withConnection { try await Money.bankID($0) }
+        var made: [DealStatus: UUID] = [:]
+        let states: [DealStatus] = [.draft, .proposed, .approvalRequired, .approved, .signed, .active, .completed, .cancelled, .disputed, .terminated]
+        for (index, state) in states.enumerated() {
+            let seller = sellers[index % sellers.count]
+            let buyer = buyers[index % buyers.count]
+            let technology = seller.technologies[index / sellers.count]
+            let terms = DealTerms(
+                kind: state == .approvalRequired ? .assignment : .nonExclusiveLicence, fieldOfUse: "All industrial applications 全部工业应用",
+                territories: ["CN"], startsOn: "2026-01-01", endsOn: "2030-12-31", currency: "CNY",
+                upfront: 50_000_000, milestones: [
+                    MilestoneTerms(name: "Technology package delivered 技术资料交付", amount: 30_000_000, dueOn: "2027-03-31", evidenceRequired: true),
+                    MilestoneTerms(name: "Pilot production 中试生产", amount: 20_000_000, dueOn: "2027-12-31", evidenceRequired: false),
+                ],
+                royaltyBP: state == .completed ? 0 : 300, minimumAnnualRoyalty: 0, sublicensingAllowed: false, brokerFeeBP: 0,
+                subParkFeeBP: 100, contractCategory: .licence)
+            // Above the threshold, so that the committee approves it.
+            var approved = terms
+            approved.upfront = 150_000_000
+            let id = try await deals.create(technologyID: technology, sellerID: seller.id, buyerID: buyer, brokerID: nil, matchID: nil,
+                                            terms: state == .approved ? approved : terms, actor: seller.id).id
+            made[state] = id
+            if state == .draft { continue }
+            if state == .cancelled {
+                _ = try await deals.cancel(id, actor: buyer, byCommittee: false)
+                continue
+            }
+            _ = try await deals.propose(id, actor: seller.id)
+            if state == .proposed || state == .approvalRequired { continue }
+            if state == .approved {
+                _ = try await deals.decide(id, approve: true, reason: "Within the park's strategic fields 符合园区重点领域", committee: committee)
+                continue
+            }
+            _ = try await deals.sign(id, party: seller.id)
+            _ = try await deals.sign(id, party: buyer)
+            if state == .signed { continue }
+            _ = try await money.move(.deposit, organizationID: buyer, amount: 200_000_000, currency: "CNY", externalRef: "DEMO-\(id.uuidString.prefix(8))",
+                                     actor: bank)
+            _ = try await deals.fund(id, actor: buyer)
+            switch state {
+            case .completed:
+                _ = try await deals.release(id, milestone: 1, actor: buyer)
+                _ = try await deals.release(id, milestone: 2, actor: buyer)
+            case .disputed:
+                _ = try await deals.dispute(id, milestone: 1, reason: "The delivered package lacks the process parameters 交付资料缺少工艺参数", actor: buyer)
+            case .terminated:
+                _ = try await deals.release(id, milestone: 1, actor: buyer)
+                _ = try await deals.cancel(id, actor: committee, byCommittee: true)
+            default:
+                break
+            }
+        }
+        return made
     }
 }

@@ -168,7 +168,7 @@ struct SeedDemo: AsyncParsableCommand {
         }
         print("""
             Seeded \(summary.subParks) sub-parks, \(summary.institutes) institutes, \(summary.enterprises) enterprises, \
-            \(summary.technologies) technologies (\(summary.listed) listed) and \(summary.demands) open demands.
+            \(summary.technologies) technologies (\(summary.listed) listed), \(summary.demands) open demands and \(summary.deals.count) deals (one in each state).
             API keys to try it with (shown once; send as Authorization: Bearer <key>):
             """)
         for (organization, kind, secret) in summary.keys {
