@@ -63,8 +63,11 @@ public struct EmbeddedPostgres: Sendable {
 
     /// Creates the cluster if the directory has none, starts it unless it is already running, and
     /// creates the application database if missing. Blocking work runs off the cooperative pool.
-    public func start(logger: Logger) async throws {
-        try await NIOThreadPool.singleton.runIfActive { try self.startBlocking(logger: logger) }
+    /// - Returns: whether this call started the cluster (false: another process runs it, and
+    ///   stopping it is that process's business).
+    @discardableResult
+    public func start(logger: Logger) async throws -> Bool {
+        let started = try await NIOThreadPool.singleton.runIfActive { try self.startBlocking(logger: logger) }
         let admin = try await PostgresConnection.connect(
             conninfo: conninfo(database: "postgres"), statementTimeoutMilliseconds: 60_000, threadPool: .singleton)
         defer { admin.close() }
@@ -74,6 +77,7 @@ public struct EmbeddedPostgres: Sendable {
             try await admin.query("CREATE DATABASE \(options.database)")
             logger.info("created database", metadata: ["database": "\(options.database)"])
         }
+        return started
     }
 
     /// Stops the cluster (fast shutdown: open sessions are ended, data is flushed).
@@ -96,7 +100,7 @@ public struct EmbeddedPostgres: Sendable {
     private var logFile: String { options.directory + "/postgres.log" }
     private func binary(_ name: String) -> String { binDirectory + "/" + name }
 
-    private func startBlocking(logger: Logger) throws {
+    private func startBlocking(logger: Logger) throws -> Bool {
         let fileManager = FileManager.default
         try fileManager.createDirectory(atPath: options.directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         if let runAsUser {
@@ -109,7 +113,7 @@ public struct EmbeddedPostgres: Sendable {
         let status = try run(binary("pg_ctl"), ["-D", dataDirectory, "status"], allowedExitCodes: [0, 3])
         if status.exitCode == 0 {
             logger.info("embedded PostgreSQL already running; reusing it", metadata: ["directory": "\(options.directory)"])
-            return
+            return false
         }
         var serverOptions = [
             "-c listen_addresses=\(quote(options.tcpHost ?? ""))",
@@ -122,6 +126,7 @@ public struct EmbeddedPostgres: Sendable {
         }
         _ = try run(binary("pg_ctl"), ["-D", dataDirectory, "-l", logFile, "-w", "-t", "60", "-o", serverOptions.joined(separator: " "), "start"])
         logger.info("embedded PostgreSQL started", metadata: ["directory": "\(options.directory)", "port": "\(options.port)"])
+        return true
     }
 
     private static func findBinaries() throws -> String {

@@ -17,6 +17,9 @@ public struct ServerConfiguration: Sendable {
     public var maxBatchBodyBytes: Int = 4 << 20
     /// Committee approval threshold and the institutes' share of deal income.
     public var dealRules = DealRules()
+    /// Signs the audit log's checkpoints; its name is the checkpoints' origin. Default: a new key
+    /// on every start (`techbank serve` loads a persistent one).
+    public var auditSigner = CheckpointSigner(name: "techbank.example/journal")
 
     public init() {}
 }
@@ -63,6 +66,7 @@ public func buildRouter(configuration: ServerConfiguration, pool: PostgresPool) 
         .register(on: v1)
     DealController(deals: deals, matches: matches, organizations: organizations, idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes)
         .register(on: v1)
+    AuditController(audit: AuditLog(pool: pool), organizations: organizations, signer: configuration.auditSigner).register(on: v1)
     MoneyController(money: Money(pool: pool), organizations: organizations, idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes)
         .register(on: v1)
     return router

@@ -228,6 +228,79 @@ RETURNS void LANGUAGE sql AS $$
     SELECT ledger.journal_append_many(ARRAY[p_event_type], ARRAY[p_subject_id], ARRAY[p_payload]);
 $$;
 
+-- ---------------------------------------------------------------- transparency log
+-- Journal entries, once committed, are numbered 0, 1, 2 … (their leaf index) by
+-- ledger.sequence_journal, and summarized by the Merkle tree of RFC 9162 §2.1: the leaf hash of
+-- an entry is SHA-256(0x00 ‖ its canonical bytes). merkle_nodes keeps every complete subtree
+-- (level l, index i: the hash of leaves [i·2^l, (i+1)·2^l)), so roots and proofs of any tree size
+-- read O(log² n) rows. Both tables are append-only.
+CREATE TABLE IF NOT EXISTS ledger.journal_leaves (
+    leaf_index bigint PRIMARY KEY CHECK (leaf_index >= 0),
+    shard      smallint NOT NULL,
+    seq        bigint NOT NULL,
+    leaf_hash  bytea NOT NULL CHECK (octet_length(leaf_hash) = 32),
+    UNIQUE (shard, seq),
+    FOREIGN KEY (shard, seq) REFERENCES ledger.journal (shard, seq)
+);
+CREATE TABLE IF NOT EXISTS ledger.merkle_nodes (
+    level smallint NOT NULL CHECK (level BETWEEN 0 AND 62),
+    index bigint NOT NULL CHECK (index >= 0),
+    hash  bytea NOT NULL CHECK (octet_length(hash) = 32),
+    PRIMARY KEY (level, index)
+);
+CREATE OR REPLACE TRIGGER journal_leaves_append_only BEFORE UPDATE OR DELETE ON ledger.journal_leaves
+    FOR EACH ROW EXECUTE FUNCTION ledger.reject_history_change();
+CREATE OR REPLACE TRIGGER journal_leaves_no_truncate BEFORE TRUNCATE ON ledger.journal_leaves
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger.reject_history_change();
+CREATE OR REPLACE TRIGGER merkle_nodes_append_only BEFORE UPDATE OR DELETE ON ledger.merkle_nodes
+    FOR EACH ROW EXECUTE FUNCTION ledger.reject_history_change();
+CREATE OR REPLACE TRIGGER merkle_nodes_no_truncate BEFORE TRUNCATE ON ledger.merkle_nodes
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger.reject_history_change();
+
+-- Numbers the committed entries not yet in the tree (at most p_per_shard from each shard) and
+-- returns the tree size. Within a shard, writers hold the head's lock until they commit, so the
+-- committed entries of a shard are always a gap-free prefix; across shards, newly seen entries
+-- are numbered in time order. One sequencer at a time (advisory lock).
+CREATE OR REPLACE FUNCTION ledger.sequence_journal(p_per_shard integer) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_size  bigint;
+    v_hash  bytea;
+    v_left  bytea;
+    v_level smallint;
+    v_index bigint;
+    r       record;
+BEGIN
+    PERFORM pg_advisory_xact_lock(7262011002);
+    SELECT coalesce(max(leaf_index) + 1, 0) INTO v_size FROM ledger.journal_leaves;
+    FOR r IN
+        SELECT e.shard, e.seq, e.canonical FROM ledger.journal_heads h
+        CROSS JOIN LATERAL (
+            SELECT j.shard, j.seq, j.created_at,
+                   ledger.journal_canonical(j.shard, j.seq, j.event_type, j.subject_id, j.created_at, j.payload) AS canonical
+              FROM ledger.journal j
+             WHERE j.shard = h.shard
+               AND j.seq > (SELECT coalesce(max(l.seq), 0) FROM ledger.journal_leaves l WHERE l.shard = h.shard)
+             ORDER BY j.seq LIMIT p_per_shard) e
+        ORDER BY e.created_at, e.shard, e.seq
+    LOOP
+        v_hash := sha256('\x00'::bytea || r.canonical);
+        INSERT INTO ledger.journal_leaves (leaf_index, shard, seq, leaf_hash) VALUES (v_size, r.shard, r.seq, v_hash);
+        INSERT INTO ledger.merkle_nodes (level, index, hash) VALUES (0, v_size, v_hash);
+        v_level := 0;
+        v_index := v_size;
+        WHILE v_index % 2 = 1 LOOP
+            SELECT n.hash INTO v_left FROM ledger.merkle_nodes n WHERE n.level = v_level AND n.index = v_index - 1;
+            v_hash := sha256('\x01'::bytea || v_left || v_hash);
+            v_level := v_level + 1;
+            v_index := v_index / 2;
+            INSERT INTO ledger.merkle_nodes (level, index, hash) VALUES (v_level, v_index, v_hash);
+        END LOOP;
+        v_size := v_size + 1;
+    END LOOP;
+    RETURN v_size;
+END $$;
+
 -- ---------------------------------------------------------------- accounts
 
 CREATE OR REPLACE FUNCTION ledger.account_created() RETURNS trigger

@@ -1,5 +1,8 @@
 import ArgumentParser
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import Hummingbird
 import Ledger
 import Logging
@@ -13,7 +16,7 @@ struct TechBankCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "techbank",
         abstract: "The technology bank: a PostgreSQL-backed ledger and REST API for technology transfer.",
-        subcommands: [Serve.self, Migrate.self, SeedDemo.self]
+        subcommands: [Serve.self, Migrate.self, SeedDemo.self, Audit.self]
     )
 }
 
@@ -36,16 +39,17 @@ struct DatabaseOptions: ParsableArguments {
     }
 
     /// Starts the embedded cluster if no URL is configured; returns the connection string and the
-    /// cluster to stop afterwards (nil for an external server).
+    /// cluster to stop afterwards (nil for an external server, or for a cluster another process
+    /// runs, e.g. `audit verify` next to a running server).
     func connect(logger: Logger) async throws -> (conninfo: String, embedded: EmbeddedPostgres?) {
         if let url = resolvedDatabaseURL { return (url, nil) }
         let cluster = try EmbeddedPostgres(options: EmbeddedPostgres.Options(directory: resolvedDataDir))
-        try await cluster.start(logger: logger)
-        return (cluster.conninfo, cluster)
+        let started = try await cluster.start(logger: logger)
+        return (cluster.conninfo, started ? cluster : nil)
     }
 
-    func describe(_ embedded: EmbeddedPostgres?) -> String {
-        embedded.map { "embedded PostgreSQL in \($0.options.directory)" } ?? "PostgreSQL at DATABASE_URL"
+    func describe() -> String {
+        resolvedDatabaseURL == nil ? "embedded PostgreSQL in \(resolvedDataDir)" : "PostgreSQL at DATABASE_URL"
     }
 }
 
@@ -69,6 +73,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Port to listen on (env: TECHBANK_PORT; default: 8080).")
     var port: Int?
 
+    @Option(help: "File of the Ed25519 key that signs audit checkpoints, created if missing (env: TECHBANK_AUDIT_KEY_FILE; default: <data dir>/audit-ed25519.key).")
+    var auditKeyFile: String?
+
+    @Option(help: "Name of the audit log: the checkpoints' origin and the key's name (env: TECHBANK_AUDIT_ORIGIN; default: techbank.example/journal).")
+    var auditOrigin: String?
+
     func validate() throws {
         if let port, !(0...65_535).contains(port) { throw ValidationError("--port must be between 0 and 65535") }
         let environment = ProcessInfo.processInfo.environment
@@ -91,6 +101,9 @@ struct Serve: AsyncParsableCommand {
         server.port = port ?? environment["TECHBANK_PORT"].flatMap { Int($0) } ?? server.port
         server.dealRules.approvalThreshold = environment["TECHBANK_APPROVAL_THRESHOLD"].flatMap { Int64($0) } ?? server.dealRules.approvalThreshold
         server.dealRules.instituteShareBP = environment["TECHBANK_INSTITUTE_SHARE_BP"].flatMap { Int($0) } ?? server.dealRules.instituteShareBP
+        let keyFile = auditKeyFile ?? environment["TECHBANK_AUDIT_KEY_FILE"] ?? "\(database.resolvedDataDir)/audit-ed25519.key"
+        server.auditSigner = CheckpointSigner(name: auditOrigin ?? environment["TECHBANK_AUDIT_ORIGIN"] ?? server.auditSigner.name,
+                                              key: try CheckpointSigner.loadOrCreateKey(at: keyFile))
 
         let (conninfo, embedded) = try await database.connect(logger: logger)
         let pool = PostgresPool(configuration: PostgresConfiguration(conninfo: conninfo), logger: logger)
@@ -101,9 +114,9 @@ struct Serve: AsyncParsableCommand {
                 // Written unbuffered, so it appears before the log lines even when stdout is a file.
                 FileHandle.standardOutput.write(Data("Operator API key (shown once; set TECHBANK_ADMIN_KEY to choose your own): \(generated)\n".utf8))
             }
-            let databaseDescription = database.describe(embedded)
+            let databaseDescription = database.describe()
             let host = server.host
-            let sweeper = ExpirySweeper(ledger: Ledger(pool: pool), logger: logger)
+            let sweeper = LedgerSweeper(ledger: Ledger(pool: pool), logger: logger)
             let housekeeping = Housekeeping(pool: pool, logger: logger)
             let app = buildApplication(configuration: server, pool: pool, services: [sweeper, housekeeping], logger: logger) { port in
                 logger.info("TechBank listening on http://\(host):\(port)", metadata: [
@@ -138,7 +151,7 @@ struct Migrate: AsyncParsableCommand {
         await pool.close()
         try await embedded?.stop(logger: logger)
         let version = try result.get()
-        logger.info("schema is at version \(version)", metadata: ["database": "\(database.describe(embedded))"])
+        logger.info("schema is at version \(version)", metadata: ["database": "\(database.describe())"])
     }
 }
 
@@ -173,6 +186,106 @@ struct SeedDemo: AsyncParsableCommand {
             """)
         for (organization, kind, secret) in summary.keys {
             print("  \(kind.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)) \(secret)  \(organization)")
+        }
+    }
+}
+
+struct Audit: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check the audit journal: in the database, or a server's signed checkpoints.",
+        subcommands: [AuditVerify.self, AuditVerifyRemote.self])
+}
+
+struct AuditVerify: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Recompute every journal chain, leaf hash and Merkle subtree in the database (works while the server runs); exit 1 naming the first bad entry.")
+
+    @OptionGroup var database: DatabaseOptions
+
+    func run() async throws {
+        let logger = makeLogger()
+        let (conninfo, embedded) = try await database.connect(logger: logger)
+        let pool = PostgresPool(configuration: PostgresConfiguration(conninfo: conninfo), logger: logger)
+        let result = await Result(catching: { () async throws -> (Journal.Verification, AuditLog.TreeBreak?, Int) in
+            let chains = try await Journal(pool: pool).verify()
+            let audit = AuditLog(pool: pool)
+            return (chains, try await audit.verifyTree(), try await audit.size())
+        })
+        await pool.close()
+        try await embedded?.stop(logger: logger)
+        let (chains, tree, size) = try result.get()
+        if let broken = chains.firstBreak {
+            FileHandle.standardError.write(Data("FAILED: \(broken)\n".utf8))
+            throw ExitCode.failure
+        }
+        if let broken = tree {
+            FileHandle.standardError.write(Data("FAILED: \(broken)\n".utf8))
+            throw ExitCode.failure
+        }
+        print("OK: \(chains.entriesChecked) journal entries verify in their chains; \(size) leaves and every Merkle subtree match them.")
+    }
+}
+
+struct AuditVerifyRemote: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify-remote",
+        abstract: "Fetch a server's signed checkpoint, check its signature, and prove it consistent with a checkpoint saved earlier (saved there if the file is new).")
+
+    @Option(help: "The server's base URL, e.g. http://127.0.0.1:8080.")
+    var url: String
+
+    @Option(help: "File of the checkpoint saved earlier; written with the server's checkpoint if it does not exist.")
+    var checkpoint: String
+
+    @Option(help: "The log's verifier key (name+id+key). Unset: the server's, which only proves the server is consistent with itself.")
+    var verifierKey: String?
+
+    @Option(help: "An API key (env: TECHBANK_API_KEY).")
+    var apiKey: String?
+
+    @Flag(help: "Replace the saved checkpoint with the server's once it is proven consistent.")
+    var update = false
+
+    func run() async throws {
+        guard let key = apiKey ?? ProcessInfo.processInfo.environment["TECHBANK_API_KEY"] else {
+            throw ValidationError("an API key is required: --api-key or TECHBANK_API_KEY")
+        }
+        guard let base = URL(string: url.hasSuffix("/") ? String(url.dropLast()) : url), base.scheme != nil else {
+            throw ValidationError("--url must be a URL such as http://127.0.0.1:8080")
+        }
+        let fetch: @Sendable (String) async throws -> Data = { path in
+            var request = URLRequest(url: URL(string: base.absoluteString + path)!)
+            request.setValue("Bearer \(key)", forHTTPHeaderField: "Authorization")
+            request.timeoutInterval = 30
+            let (data, response) = try await URLSession.shared.data(for: request)
+            guard let status = (response as? HTTPURLResponse)?.statusCode, status == 200 else {
+                throw RemoteAudit.Failure(description: "GET \(path) answered \((response as? HTTPURLResponse)?.statusCode ?? 0): \(String(decoding: data.prefix(300), as: UTF8.self))")
+            }
+            return data
+        }
+        let pinned: String
+        if let verifierKey {
+            pinned = verifierKey
+        } else {
+            struct PublicKey: Decodable { let verifier_key: String }
+            pinned = try JSONDecoder().decode(PublicKey.self, from: try await fetch("/v1/audit/public-key")).verifier_key
+            FileHandle.standardError.write(Data("warning: using the server's own key \(pinned); pass --verifier-key to pin it\n".utf8))
+        }
+        let saved = try? String(contentsOfFile: checkpoint, encoding: .utf8)
+        let outcome: RemoteAudit.Outcome
+        do {
+            outcome = try await RemoteAudit.check(savedNote: saved, verifierKey: pinned, fetch: fetch)
+        } catch let failure as RemoteAudit.Failure {
+            FileHandle.standardError.write(Data("FAILED: \(failure)\n".utf8))
+            throw ExitCode.failure
+        }
+        if let previous = outcome.previous {
+            print("OK: the log grew from \(previous.size) to \(outcome.checkpoint.size) entries and is consistent with \(checkpoint).")
+            if update { try outcome.note.write(toFile: checkpoint, atomically: true, encoding: .utf8) }
+        } else {
+            try outcome.note.write(toFile: checkpoint, atomically: true, encoding: .utf8)
+            print("Saved the server's checkpoint (\(outcome.checkpoint.size) entries) to \(checkpoint); run again later to prove nothing before it changed.")
         }
     }
 }

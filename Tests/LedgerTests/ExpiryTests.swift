@@ -151,7 +151,7 @@ struct ExpiryTests {
             let outcomes = try await withThrowingTaskGroup(of: [UUID: TransferResult].self) { group in
                 for _ in 0..<2 {
                     group.addTask {
-                        let sweeper = ExpirySweeper(ledger: bank.ledger, interval: .milliseconds(20), batchLimit: 7, logger: TestDatabase.logger)
+                        let sweeper = LedgerSweeper(ledger: bank.ledger, interval: .milliseconds(20), batchLimit: 7, logger: TestDatabase.logger)
                         try await sweeper.run()
                         return [:]
                     }
@@ -209,7 +209,7 @@ struct ExpiryTests {
             let before = try await commits()
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
-                    try await ExpirySweeper(ledger: bank.ledger, interval: .seconds(5), batchLimit: 0, logger: TestDatabase.logger).run()
+                    try await LedgerSweeper(ledger: bank.ledger, interval: .seconds(5), batchLimit: 0, logger: TestDatabase.logger).run()
                 }
                 try await Task.sleep(for: .milliseconds(2_500))
                 group.cancelAll()

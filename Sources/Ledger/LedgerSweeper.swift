@@ -1,9 +1,10 @@
 import Logging
 import ServiceLifecycle
 
-/// Releases expired holds in the background, exactly once each (the database decides which
-/// sweeper call owns a hold), until graceful shutdown.
-public struct ExpirySweeper: Service {
+/// The ledger's background work until graceful shutdown: releases expired holds, exactly once
+/// each (the database decides which sweeper call owns a hold), and numbers newly committed
+/// journal entries into the audit log's Merkle tree.
+public struct LedgerSweeper: Service {
     let ledger: Ledger
     let interval: Duration
     /// The most holds one pass releases; a full pass runs again at once.
@@ -23,11 +24,12 @@ public struct ExpirySweeper: Service {
                 do {
                     let released = try await ledger.expirePending(limit: batchLimit)
                     if released > 0 { logger.info("released expired holds", metadata: ["count": "\(released)"]) }
+                    try await AuditLog(pool: ledger.pool).sequence()
                     if released > 0 && released == batchLimit { continue }
                 } catch is CancellationError {
                     return
                 } catch {
-                    logger.error("expiry sweep failed", metadata: ["error": "\(error)"])
+                    logger.error("ledger sweep failed", metadata: ["error": "\(error)"])
                 }
                 try? await Task.sleep(for: interval)
             }
