@@ -20,6 +20,10 @@ public struct AuditLog: Sendable {
         /// The bytes the leaf hash covers (`ledger.journal_canonical`).
         public let canonical: [UInt8]
         public let leafHash: Merkle.Hash
+        /// The organization, API key and request behind the change (nil for background work).
+        public let actorID: UUID?
+        public let keyID: UUID?
+        public let requestID: String?
     }
 
     public struct Filter: Sendable {
@@ -81,25 +85,27 @@ public struct AuditLog: Sendable {
             try await connection.query(
                 """
                 SELECT l.leaf_index, j.shard, j.seq, j.event_type, j.subject_id, j.payload, j.created_at,
-                       ledger.journal_canonical(j.shard, j.seq, j.event_type, j.subject_id, j.created_at, j.payload), l.leaf_hash
+                       ledger.journal_canonical(j.shard, j.seq, j.event_type, j.subject_id, j.created_at, j.payload, j.actor_id, j.key_id, j.request_id),
+                       l.leaf_hash, j.actor_id, j.key_id, j.request_id
                   FROM ledger.journal_leaves l JOIN ledger.journal j ON j.shard = l.shard AND j.seq = l.seq
                  WHERE l.leaf_index > $1
                    AND ($2::uuid IS NULL OR j.subject_id = $2)
-                   AND ($3::text IS NULL OR j.payload->>'actor_id' = $3)
+                   AND ($3::uuid IS NULL OR j.actor_id = $3 OR j.payload->>'actor_id' = $3::text)
                    AND ($4::text IS NULL OR j.event_type = $4)
                    AND ($5::timestamptz IS NULL OR j.created_at >= $5)
                    AND ($6::timestamptz IS NULL OR j.created_at < $6)
                    AND ($7::uuid[] IS NULL OR j.subject_id = ANY($7))
                  ORDER BY l.leaf_index LIMIT $8
                 """,
-                [Int64(after), filter.subjectID, filter.actorID?.uuidString.lowercased(), filter.eventType, filter.from, filter.to,
+                [Int64(after), filter.subjectID, filter.actorID, filter.eventType, filter.from, filter.to,
                  filter.visibleSubjects, Int64(limit)])
         }
         return try rows.map {
             Entry(leafIndex: try $0.decode(Int.self, at: 0), shard: try $0.decode(Int16.self, at: 1), shardSeq: try $0.decode(Int64.self, at: 2),
                   eventType: try $0.decode(String.self, at: 3), subjectID: try $0.decode(UUID?.self, at: 4), payload: try $0.decode(JSONB.self, at: 5),
                   createdAt: try $0.decode(Date.self, at: 6), canonical: Array(try $0.decode(Data.self, at: 7)),
-                  leafHash: Array(try $0.decode(Data.self, at: 8)))
+                  leafHash: Array(try $0.decode(Data.self, at: 8)), actorID: try $0.decode(UUID?.self, at: 9), keyID: try $0.decode(UUID?.self, at: 10),
+                  requestID: try $0.decode(String?.self, at: 11))
         }
     }
 

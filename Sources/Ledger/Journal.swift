@@ -53,7 +53,7 @@ public struct Journal: Sendable {
                 try await connection.query(
                     """
                     SELECT shard, seq, prev_hash, hash,
-                           ledger.journal_canonical(shard, seq, event_type, subject_id, created_at, payload)
+                           ledger.journal_canonical(shard, seq, event_type, subject_id, created_at, payload, actor_id, key_id, request_id)
                       FROM ledger.journal WHERE (shard, seq) > ($1, $2) ORDER BY shard, seq LIMIT $3
                     """,
                     [after.shard, after.seq, Int64(Self.verifyPageSize)])

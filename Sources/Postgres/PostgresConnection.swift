@@ -46,12 +46,29 @@ public final class PostgresConnection: @unchecked Sendable {
     private let cancelInFlight = Atomic<Bool>(false)
     /// The server process id of this connection's backend.
     public let backendPID: Int32
+    /// The `PostgresSession` settings last applied; touched only by the current lease holder.
+    private var sessionSettings: [String: String] = [:]
 
     private init(handle: OpaquePointer, threadPool: NIOThreadPool) {
         self.handle = handle
         self.cancelHandle = PQgetCancel(handle)
         self.threadPool = threadPool
         self.backendPID = PQbackendPID(handle)
+    }
+
+    /// Makes the session's custom settings equal `settings` (settings it no longer carries become
+    /// empty), in one round trip, and only when they differ.
+    func applySessionSettings(_ settings: [String: String]) async throws {
+        guard settings != sessionSettings else { return }
+        let keys = Set(settings.keys).union(sessionSettings.keys).sorted()
+        var binds: [any PostgresEncodable] = []
+        var calls: [String] = []
+        for key in keys {
+            binds += [key, settings[key] ?? ""]
+            calls.append("set_config($\(binds.count - 1), $\(binds.count), false)")
+        }
+        try await query("SELECT " + calls.joined(separator: ", "), binds)
+        sessionSettings = settings
     }
 
     /// Opens a connection from a libpq connection string or URL and applies session settings.

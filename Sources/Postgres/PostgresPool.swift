@@ -52,10 +52,12 @@ public final class PostgresPool: Service, Sendable {
     }
 
     /// Leases a connection for the duration of `body`; it goes back to the pool afterwards (or is
-    /// closed, if it broke or was left inside a transaction).
+    /// closed, if it broke or was left inside a transaction). The connection carries the task's
+    /// `PostgresSession.settings`.
     public func withConnection<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
         let connection = try await lease()
         do {
+            try await connection.applySessionSettings(PostgresSession.settings)
             let value = try await body(connection)
             await state.release(connection)
             return value
@@ -258,4 +260,11 @@ private actor PoolState {
         }
         waiters.removeAll()
     }
+}
+
+/// Session settings that follow a task into every connection it leases: who acts, with which key,
+/// for which request, so that the database records them with every change (the journal reads
+/// them with `current_setting`). Keys are PostgreSQL custom settings such as `techbank.actor_id`.
+public enum PostgresSession {
+    @TaskLocal public static var settings: [String: String] = [:]
 }

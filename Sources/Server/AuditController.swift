@@ -22,6 +22,9 @@ struct AuditController: Sendable {
             case leafHash = "leaf_hash"
             case shard
             case shardSeq = "shard_seq"
+            case actorID = "actor_id"
+            case keyID = "key_id"
+            case requestID = "request_id"
         }
 
         func encode(to encoder: any Encoder) throws {
@@ -35,6 +38,9 @@ struct AuditController: Sendable {
             try c.encode(hex(entry.leafHash), forKey: .leafHash)
             try c.encode(entry.shard, forKey: .shard)
             try c.encode(entry.shardSeq, forKey: .shardSeq)
+            try c.encode(entry.actorID, forKey: .actorID)
+            try c.encode(entry.keyID, forKey: .keyID)
+            try c.encode(entry.requestID, forKey: .requestID)
         }
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import Postgres
 import Logging
 import TechBank
 
@@ -71,6 +72,9 @@ struct AuthMiddleware: RouterMiddleware {
         var context = context
         context.identity = identity
         context.caller.set(identity.organizationID)
-        return try await next(request, context)
+        // Every change this request makes is journaled with who made it, with which key, and why.
+        let settings = ["techbank.actor_id": identity.organizationID.uuidString.lowercased(),
+                        "techbank.key_id": identity.keyID.uuidString.lowercased(), "techbank.request_id": context.requestID]
+        return try await PostgresSession.$settings.withValue(settings) { try await next(request, context) }
     }
 }

@@ -394,6 +394,13 @@ public struct Technologies: Sendable {
                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                 """,
                 [verificationID, id, verifier, claim, method, confirmed ? "confirmed" : "not_confirmed", Int16(trlEvidenced), reportSHA256])
+            try await connection.query(
+                """
+                SELECT ledger.journal_append('verification_recorded', technology_id, jsonb_build_object(
+                           'verification_id', id, 'verifier_id', verifier_id, 'claim', claim, 'method', method, 'result', result,
+                           'trl_evidenced', trl_evidenced, 'report_sha256', report_sha256))
+                  FROM techbank.verifications WHERE id = $1
+                """, [verificationID])
             guard confirmed, trlEvidenced >= trl else { return true }
             let version = try await connection.query(
                 "UPDATE techbank.technologies SET trl = $2, trl_verified = true, version = version + 1, updated_at = now() WHERE id = $1 RETURNING version",

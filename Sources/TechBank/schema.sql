@@ -181,14 +181,29 @@ CREATE OR REPLACE FUNCTION ledger.utc_text(p_at timestamptz) RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE
 RETURN to_char(p_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
 
--- The single definition of the bytes that are hashed for a journal entry.
+-- Who made each change, with which API key, for which request: set per request by the server
+-- (session settings techbank.actor_id, techbank.key_id, techbank.request_id); NULL for work
+-- nobody requested (expiry, sequencing).
+ALTER TABLE ledger.journal ADD COLUMN IF NOT EXISTS actor_id uuid;
+ALTER TABLE ledger.journal ADD COLUMN IF NOT EXISTS key_id uuid;
+ALTER TABLE ledger.journal ADD COLUMN IF NOT EXISTS request_id text;
+
+-- The single definition of the bytes that are hashed for a journal entry. Entries without an
+-- actor hash exactly as before actors were recorded.
+DROP FUNCTION IF EXISTS ledger.journal_canonical(smallint, bigint, text, uuid, timestamptz, jsonb);
 CREATE OR REPLACE FUNCTION ledger.journal_canonical(p_shard smallint, p_seq bigint, p_event_type text,
-    p_subject_id uuid, p_created_at timestamptz, p_payload jsonb) RETURNS bytea
+    p_subject_id uuid, p_created_at timestamptz, p_payload jsonb, p_actor_id uuid, p_key_id uuid, p_request_id text) RETURNS bytea
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 BEGIN
-    RETURN convert_to(jsonb_build_object('shard', p_shard, 'seq', p_seq, 'type', p_event_type,
-        'subject', p_subject_id, 'at', ledger.utc_text(p_created_at), 'payload', p_payload)::text, 'UTF8');
+    RETURN convert_to((jsonb_build_object('shard', p_shard, 'seq', p_seq, 'type', p_event_type,
+        'subject', p_subject_id, 'at', ledger.utc_text(p_created_at), 'payload', p_payload)
+        || CASE WHEN p_actor_id IS NULL AND p_key_id IS NULL AND p_request_id IS NULL THEN '{}'::jsonb
+                ELSE jsonb_build_object('actor', p_actor_id, 'key', p_key_id, 'request', p_request_id) END)::text, 'UTF8');
 END $$;
+
+-- The session's setting `name`, or NULL when unset or empty.
+CREATE OR REPLACE FUNCTION ledger.session_setting(p_name text) RETURNS text
+LANGUAGE sql STABLE AS $$ SELECT nullif(current_setting(p_name, true), '') $$;
 
 -- Appends entries (in array order) to this backend's shard under one head lock.
 CREATE OR REPLACE FUNCTION ledger.journal_append_many(p_types text[], p_subjects uuid[], p_payloads jsonb[])
@@ -201,6 +216,9 @@ DECLARE
     v_hash  bytea;
     v_prev  bytea[] := '{}';
     v_hashes bytea[] := '{}';
+    v_actor   uuid := ledger.session_setting('techbank.actor_id')::uuid;
+    v_key     uuid := ledger.session_setting('techbank.key_id')::uuid;
+    v_request text := left(ledger.session_setting('techbank.request_id'), 200);
 BEGIN
     IF v_n = 0 THEN RETURN; END IF;
     -- Take the first shard no other transaction holds, starting from this backend's own, so that
@@ -214,11 +232,11 @@ BEGIN
     FOR k IN 1 .. v_n LOOP
         v_prev[k] := v_hash;
         v_hash := sha256(v_hash || ledger.journal_canonical(v_shard, v_seq + k, p_types[k], p_subjects[k],
-                                                             v_now, p_payloads[k]));
+                                                             v_now, p_payloads[k], v_actor, v_key, v_request));
         v_hashes[k] := v_hash;
     END LOOP;
-    INSERT INTO ledger.journal (shard, seq, event_type, subject_id, payload, created_at, prev_hash, hash)
-    SELECT v_shard, v_seq + u.k, u.t, u.s, u.p, v_now, u.ph, u.h
+    INSERT INTO ledger.journal (shard, seq, event_type, subject_id, payload, created_at, prev_hash, hash, actor_id, key_id, request_id)
+    SELECT v_shard, v_seq + u.k, u.t, u.s, u.p, v_now, u.ph, u.h, v_actor, v_key, v_request
     FROM unnest(p_types, p_subjects, p_payloads, v_prev, v_hashes) WITH ORDINALITY AS u(t, s, p, ph, h, k);
     UPDATE ledger.journal_heads SET seq = v_seq + v_n, hash = v_hash WHERE shard = v_shard;
 END $$;
@@ -277,7 +295,8 @@ BEGIN
         SELECT e.shard, e.seq, e.canonical FROM ledger.journal_heads h
         CROSS JOIN LATERAL (
             SELECT j.shard, j.seq, j.created_at,
-                   ledger.journal_canonical(j.shard, j.seq, j.event_type, j.subject_id, j.created_at, j.payload) AS canonical
+                   ledger.journal_canonical(j.shard, j.seq, j.event_type, j.subject_id, j.created_at, j.payload,
+                                            j.actor_id, j.key_id, j.request_id) AS canonical
               FROM ledger.journal j
              WHERE j.shard = h.shard
                AND j.seq > (SELECT coalesce(max(l.seq), 0) FROM ledger.journal_leaves l WHERE l.shard = h.shard)
@@ -981,6 +1000,13 @@ CREATE INDEX IF NOT EXISTS deals_technology_idx ON techbank.deals (technology_id
 CREATE INDEX IF NOT EXISTS deals_seller_idx ON techbank.deals (seller_id, created_at);
 CREATE INDEX IF NOT EXISTS deals_buyer_idx ON techbank.deals (buyer_id, created_at);
 CREATE INDEX IF NOT EXISTS deals_broker_idx ON techbank.deals (broker_id, created_at);
+-- Committee reports (Reports.swift): deals created, signed and funded in a period, and the
+-- ledger transfers that paid a deal's sellers' side (metadata deal_id).
+CREATE INDEX IF NOT EXISTS deals_created_idx ON techbank.deals (created_at);
+CREATE INDEX IF NOT EXISTS deals_signed_idx ON techbank.deals (signed_at) WHERE signed_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS deals_funded_idx ON techbank.deals (funded_at) WHERE funded_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS transfers_deal_income_idx ON ledger.transfers ((metadata->>'deal_id'), created_at)
+    WHERE code IN ('seller_income', 'broker_fee', 'sub_park_fee');
 
 -- Every version of every deal's terms: append-only.
 CREATE TABLE IF NOT EXISTS techbank.deal_versions (

@@ -107,7 +107,7 @@ struct JournalTests {
                     UPDATE ledger.journal
                        SET payload = payload || '{"forged": true}',
                            hash = sha256(prev_hash || ledger.journal_canonical(shard, seq, event_type, subject_id, created_at,
-                                                                               payload || '{"forged": true}'))
+                                                                               payload || '{"forged": true}', actor_id, key_id, request_id))
                      WHERE shard = $1 AND seq = 2
                     """
             case .rewriteTheLastEntryWithItsHash:
@@ -117,7 +117,7 @@ struct JournalTests {
                     UPDATE ledger.journal
                        SET payload = payload || '{"forged": true}',
                            hash = sha256(prev_hash || ledger.journal_canonical(shard, seq, event_type, subject_id, created_at,
-                                                                               payload || '{"forged": true}'))
+                                                                               payload || '{"forged": true}', actor_id, key_id, request_id))
                      WHERE shard = $1 AND seq = \(last)
                     """
             case .deleteTheFirstEntry:
@@ -135,7 +135,7 @@ struct JournalTests {
                 statement = """
                     INSERT INTO ledger.journal (shard, seq, event_type, subject_id, payload, created_at, prev_hash, hash)
                     SELECT shard, seq + 1, 'note', NULL, '{"forged": true}', created_at, hash,
-                           sha256(hash || ledger.journal_canonical(shard, seq + 1, 'note', NULL, created_at, '{"forged": true}'))
+                           sha256(hash || ledger.journal_canonical(shard, seq + 1, 'note', NULL, created_at, '{"forged": true}', NULL, NULL, NULL))
                       FROM ledger.journal WHERE shard = $1 AND seq = \(last)
                     """
             }
