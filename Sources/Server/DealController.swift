@@ -33,6 +33,17 @@ struct DealController: Sendable {
             case startsOn = "starts_on"
             case endsOn = "ends_on"
         }
+
+        init(startsOn: String, endsOn: String?) {
+            self.startsOn = startsOn
+            self.endsOn = endsOn
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(startsOn, forKey: .startsOn)
+            try c.encode(endsOn, forKey: .endsOn)  // null for a term without end, not absent
+        }
     }
 
     struct MilestoneBody: Codable, Sendable {
@@ -130,7 +141,7 @@ struct DealController: Sendable {
 
     struct Reason: RequestBody {
         static let knownFields: Set<String> = ["reason"]
-        let reason: String?
+        let reason: String
     }
 
     struct Resolution: RequestBody {
@@ -156,9 +167,11 @@ struct DealController: Sendable {
         }
     }
 
-    /// The terms fields of a deal or version, flat, as they are sent.
+    /// The terms fields of a deal or version, flat, as they are sent. A deal writes its
+    /// milestones with their state itself; a version writes them as agreed.
     struct TermsOutput: Encodable, Sendable {
         let terms: DealTerms
+        var withMilestones = false
 
         enum CodingKeys: String, CodingKey {
             case kind, territories, term, currency, upfront, milestones
@@ -187,6 +200,10 @@ struct DealController: Sendable {
             try c.encode(terms.subParkFeeBP, forKey: .subParkFeeBP)
             try c.encode(terms.contractCategory.rawValue, forKey: .contractCategory)
             try c.encode(terms.total, forKey: .totalAmount)
+            if withMilestones {
+                try c.encode(terms.milestones.map { MilestoneBody(name: $0.name, amount: $0.amount, dueOn: $0.dueOn, evidenceRequired: $0.evidenceRequired) },
+                             forKey: .milestones)
+            }
         }
     }
 
@@ -267,7 +284,7 @@ struct DealController: Sendable {
         func encode(to encoder: any Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
             try c.encode(version.version, forKey: .version)
-            try c.encode(TermsOutput(terms: version.terms), forKey: .terms)
+            try c.encode(TermsOutput(terms: version.terms, withMilestones: true), forKey: .terms)
             try c.encode(version.actorID, forKey: .actorID)
             try c.encode(version.createdAt, forKey: .createdAt)
         }
@@ -379,7 +396,7 @@ struct DealController: Sendable {
             let number = try milestone(request, context, deal)
             var request = request
             let body = try await request.decode(Reason.self, maxBytes: maxBodyBytes)
-            let reason = try trimmedText(body.reason ?? "", field: "reason", max: 2_000)
+            let reason = try trimmedText(body.reason, field: "reason", max: 2_000)
             return try reply(try await deals.dispute(deal.id, milestone: number, reason: reason, actor: identity.organizationID)).response
         }
         router.post("deals/:id/milestones/:number/resolve") { request, context in try await resolve(request, context).response }
@@ -523,14 +540,14 @@ struct DealController: Sendable {
 
     func filingsDue(_ request: Request, _ context: AppRequestContext) async throws -> Reply {
         let identity = try context.requireIdentity()
-        let (limit, _) = try request.page()
+        let (limit, cursor) = try request.page()
         var before = PostgresDate(daysSince2000: PostgresDate.today().daysSince2000 + 30)
         if let text = request.uri.queryParameters["before"] {
             guard let date = PostgresDate(iso8601: String(text)) else { throw APIError.validation("before", "must be a date such as 2027-01-31") }
             before = date
         }
-        let due = try await deals.filingsDue(visibleTo: identity, before: before, limit: limit)
-        return try Reply.json(PageBody(data: due.map(RegistrationBody.init), nextCursor: nil))
+        let page = try await deals.filingsDue(visibleTo: identity, before: before, limit: limit, offset: try Cursor.offset(cursor, max: Deals.maxOffset))
+        return try Reply.json(PageBody(data: page.items.map(RegistrationBody.init), nextCursor: Cursor.next(offset: page.nextOffset, max: Deals.maxOffset)))
     }
 
     // MARK: Rules

@@ -198,6 +198,9 @@ extension Identity {
 
 /// Deals: terms and versions, approval, signatures, escrow, milestones, royalties.
 public struct Deals: Sendable {
+    /// The most results a listing skips through (offset cursors beyond it are refused).
+    public static let maxOffset = 10_000
+
     public let pool: PostgresPool
     public let rules: DealRules
 
@@ -244,19 +247,24 @@ public struct Deals: Sendable {
     }
 
     /// Replaces the terms of a draft or proposed deal at `expectedVersion`, as a new version.
+    /// Signatures given to the earlier terms lapse, and a proposed deal whose new terms need the
+    /// committee becomes approval_required (with the rule).
     public func amend(_ id: UUID, terms: DealTerms, expectedVersion: Int, actor: UUID) async throws -> Deal {
         try await pool.withTransaction { connection in
             let deal = try await Self.lock(connection, id)
             guard deal.version == expectedVersion else { throw TechBankError(.preconditionFailed, "the deal has changed; fetch it again") }
             guard deal.status.amendable else { throw Self.illegal("amend", deal.status) }
             try await Self.checkFeeRecipients(connection, terms: terms, sellerID: deal.sellerID, brokerID: deal.brokerID)
+            let rule = deal.status == .proposed ? try await approvalRule(connection, deal, terms: terms) : nil
             do {
                 try await connection.query(
                     """
-                    UPDATE techbank.deals SET terms = $2, kind = $3, currency = $4, total_amount = $5, version = version + 1, updated_at = now()
+                    UPDATE techbank.deals SET terms = $2, kind = $3, currency = $4, total_amount = $5, version = version + 1, updated_at = now(),
+                           seller_signed_at = NULL, buyer_signed_at = NULL,
+                           status = CASE WHEN $6::text IS NULL THEN status ELSE 'approval_required' END, approval_rule = coalesce($6, approval_rule)
                      WHERE id = $1
                     """,
-                    [id, try JSONB(encoding: terms), terms.kind.rawValue, terms.currency, terms.total])
+                    [id, try JSONB(encoding: terms), terms.kind.rawValue, terms.currency, terms.total, rule])
             } catch let error as PostgresError where error.constraint == "deals_currency_fkey" {
                 throw TechBankError(.validation, field: "currency", "the ledger does not know this currency")
             }
@@ -272,20 +280,25 @@ public struct Deals: Sendable {
     public func propose(_ id: UUID, actor: UUID) async throws -> Deal {
         try await transition(id, actor: actor, event: "proposed") { connection, deal in
             guard deal.status == .draft else { throw Self.illegal("propose", deal.status) }
-            let countries = try await connection.query(
-                "SELECT id, country FROM techbank.organizations WHERE id = ANY($1)", [deal.parties])
-            var countryOf: [UUID: String] = [:]
-            for row in countries { countryOf[try row.decode(UUID.self, at: 0)] = try row.decode(String.self, at: 1) }
-            let sellerCountry = countryOf[deal.sellerID]
-            let rule: String? =
-                if deal.terms.total > rules.approvalThreshold { "amount_above_threshold" }
-                else if deal.terms.kind == .assignment { "assignment" }
-                else if deal.parties.contains(where: { countryOf[$0] != sellerCountry }) { "cross_border" }
-                else { nil }
+            let rule = try await approvalRule(connection, deal, terms: deal.terms)
             try await connection.query(
                 "UPDATE techbank.deals SET status = $2, approval_rule = $3, updated_at = now() WHERE id = $1",
                 [id, rule == nil ? DealStatus.proposed.rawValue : DealStatus.approvalRequired.rawValue, rule])
         }
+    }
+
+    /// The rule that makes `terms` of `deal` need the committee, or nil: a total above the
+    /// threshold, an assignment, or a party in another country than the seller.
+    func approvalRule(_ connection: PostgresConnection, _ deal: Deal, terms: DealTerms) async throws -> String? {
+        let countries = try await connection.query(
+            "SELECT id, country FROM techbank.organizations WHERE id = ANY($1)", [deal.parties])
+        var countryOf: [UUID: String] = [:]
+        for row in countries { countryOf[try row.decode(UUID.self, at: 0)] = try row.decode(String.self, at: 1) }
+        let sellerCountry = countryOf[deal.sellerID]
+        return if terms.total > rules.approvalThreshold { "amount_above_threshold" }
+            else if terms.kind == .assignment { "assignment" }
+            else if deal.parties.contains(where: { countryOf[$0] != sellerCountry }) { "cross_border" }
+            else { nil }
     }
 
     /// The committee's decision on a deal that needs approval: approve → approved; reject → back
@@ -427,6 +440,7 @@ public struct Deals: Sendable {
             }, on: connection)
             try await connection.query(
                 "UPDATE techbank.deal_milestones SET status = 'refunded' WHERE deal_id = $1 AND status IN ('funded', 'disputed')", [id])
+            try await connection.query("DELETE FROM techbank.licence_grants WHERE deal_id = $1 AND lower(period) > current_date", [id])
             try await connection.query(
                 """
                 UPDATE techbank.licence_grants SET period = daterange(lower(period), greatest(lower(period) + 1, current_date + 1))
@@ -459,7 +473,9 @@ public struct Deals: Sendable {
                 let royalty = Split.part(of: netSales, bp: deal.terms.royaltyBP)
                 var topUp: Int64 = 0
                 let (year, month, day) = to.components
-                if month == 12, day == 31, deal.terms.minimumAnnualRoyalty > 0 {
+                // The year's minimum is settled by the report that closes the year: one ending on
+                // 31 December, or on the last day of the term.
+                if (month == 12 && day == 31) || deal.terms.endsOn == to.description, deal.terms.minimumAnnualRoyalty > 0 {
                     let paid = try await connection.query(
                         """
                         SELECT coalesce(sum(royalty + minimum_top_up), 0)::bigint FROM techbank.royalty_reports
@@ -548,9 +564,9 @@ public struct Deals: Sendable {
     }
 
     /// Registrations with a filing deadline on or before `before`, soonest first, of deals
-    /// `identity` may see.
-    public func filingsDue(visibleTo identity: Identity, before: PostgresDate, limit: Int) async throws -> [Registration] {
-        try await pool.withConnection { connection in
+    /// `identity` may see; `offset` comes from the previous page's cursor.
+    public func filingsDue(visibleTo identity: Identity, before: PostgresDate, limit: Int, offset: Int) async throws -> (items: [Registration], nextOffset: Int?) {
+        let rows = try await pool.withConnection { connection in
             try await connection.query(
                 """
                 SELECT \(Self.registrationColumns.split(separator: ",").map { "r." + $0.trimmingCharacters(in: .whitespaces) }.joined(separator: ", "))
@@ -558,10 +574,11 @@ public struct Deals: Sendable {
                   JOIN techbank.organizations s ON s.id = d.seller_id JOIN techbank.organizations b ON b.id = d.buyer_id
                  WHERE r.filing_due_on IS NOT NULL AND r.filing_due_on <= $3
                    AND ($1 OR $2 IN (d.seller_id, d.buyer_id, d.broker_id) OR $2 IN (s.sub_park_id, b.sub_park_id))
-                 ORDER BY r.filing_due_on, r.number LIMIT $4
+                 ORDER BY r.filing_due_on, r.number LIMIT $4 OFFSET $5
                 """,
-                [identity.readsEverything, identity.organizationID, before, Int64(limit)]).map(Self.decodeRegistration)
+                [identity.readsEverything, identity.organizationID, before, Int64(limit + 1), Int64(offset)])
         }
+        return (try rows.prefix(limit).map(Self.decodeRegistration), rows.count > limit ? offset + limit : nil)
     }
 
     /// Whether `organizationID` is the buyer or broker of a proposed-or-later deal on the
@@ -804,7 +821,7 @@ public struct Deals: Sendable {
         let rows = try await pool.withConnection { connection in
             try await connection.query(
                 """
-                SELECT g.deal_id, g.kind, g.territory, d.terms->>'field_of_use' FROM techbank.licence_grants g JOIN techbank.deals d ON d.id = g.deal_id
+                SELECT g.deal_id, g.kind, g.territory FROM techbank.licence_grants g JOIN techbank.deals d ON d.id = g.deal_id
                  WHERE g.technology_id = $1 AND g.deal_id <> $2
                    AND g.territory_range && ANY($3::int4range[])
                    AND g.period && daterange($4::date, $5::date, '[]')
@@ -818,7 +835,7 @@ public struct Deals: Sendable {
         guard let row = rows.first else { return ExclusivityConflict(conflictingDealID: nil, detail: "the rights overlap another deal's") }
         return ExclusivityConflict(
             conflictingDealID: try row.decode(UUID.self, at: 0),
-            detail: "overlaps a \(try row.decode(String.self, at: 1)) in \(try row.decode(String.self, at: 2)) (field of use: \(try row.decode(String?.self, at: 3) ?? "-"))")
+            detail: "overlaps a \(try row.decode(String.self, at: 1)) in \(try row.decode(String.self, at: 2))")
     }
 }
 

@@ -100,9 +100,17 @@ public struct Money: Sendable {
 
     /// Credits `organizationID`'s operating account from the bank's settlement account (a
     /// payment received under `externalRef`), or the reverse for a withdrawal.
-    /// - Throws: `.conflict` if `externalRef` was used before; `PaymentRefused` for a withdrawal
-    ///   beyond the available balance.
+    /// - Throws: `.conflict` if `externalRef` was used before; `.validation` (currency) for a
+    ///   currency the ledger does not know; `PaymentRefused` for a withdrawal beyond the available balance.
     public func move(_ direction: PaymentDirection, organizationID: UUID, amount: Int64, currency: String, externalRef: String, actor: UUID) async throws -> Transfer {
+        do {
+            return try await moveOnce(direction, organizationID: organizationID, amount: amount, currency: currency, externalRef: externalRef, actor: actor)
+        } catch let error as PostgresError where error.constraint == "accounts_currency_fkey" {
+            throw TechBankError(.validation, field: "currency", "the ledger does not know this currency")
+        }
+    }
+
+    private func moveOnce(_ direction: PaymentDirection, organizationID: UUID, amount: Int64, currency: String, externalRef: String, actor: UUID) async throws -> Transfer {
         try await pool.withRetries {
             try await pool.withTransaction { connection in
                 let bank = try await Self.bankID(connection)
