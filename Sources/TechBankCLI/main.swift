@@ -91,6 +91,10 @@ struct Serve: AsyncParsableCommand {
         if let text = environment["TECHBANK_INSTITUTE_SHARE_BP"], Int(text).map({ (0...10_000).contains($0) }) != true {
             throw ValidationError("TECHBANK_INSTITUTE_SHARE_BP must be 0 to 10000 basis points")
         }
+        if let origin = auditOrigin ?? environment["TECHBANK_AUDIT_ORIGIN"],
+           origin.isEmpty || origin.contains(where: { $0.isWhitespace || $0 == "+" }) || origin.utf8.contains(where: { $0 < 0x20 }) {
+            throw ValidationError("the audit origin must be non-empty, without spaces or '+' (a name such as example.com/journal)")
+        }
     }
 
     func run() async throws {
