@@ -178,9 +178,11 @@ public struct Organizations: Sendable {
     public func revokeKey(_ keyID: UUID, of organizationID: UUID) async throws -> Bool {
         try await pool.withTransaction { connection in
             let rows = try await connection.query(
-                "UPDATE techbank.api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 AND organization_id = $2 RETURNING id",
-                [keyID, organizationID])
-            guard !rows.isEmpty else { return false }
+                "SELECT revoked_at IS NOT NULL FROM techbank.api_keys WHERE id = $1 AND organization_id = $2 FOR UPDATE", [keyID, organizationID])
+            guard let row = rows.first else { return false }
+            // Revoking a revoked key changes nothing, so it journals nothing.
+            guard try !row.decode(Bool.self, at: 0) else { return true }
+            try await connection.query("UPDATE techbank.api_keys SET revoked_at = now() WHERE id = $1", [keyID])
             try await connection.query(
                 "SELECT ledger.journal_append('api_key_revoked', $1, jsonb_build_object('organization_id', $2::uuid))", [keyID, organizationID])
             return true

@@ -57,7 +57,7 @@ struct JournalActorTests {
                 #expect(entries.first?.key == UUID(uuidString: org.keyID), "\(id)")
             }
             // Work nobody requested (the pool outside a request) records no actor.
-            try await api.pool.withConnection { connection in
+            _ = try await api.pool.withConnection { connection in
                 try await connection.query("SELECT ledger.journal_append('note', NULL, '{}')")
             }
             let background = try await api.pool.withConnection { connection in
@@ -66,6 +66,18 @@ struct JournalActorTests {
             #expect(try background[0].decode(UUID?.self, at: 0) == nil)
             #expect(try background[0].decode(UUID?.self, at: 1) == nil)
             #expect(try background[0].decode(String?.self, at: 2) == nil)
+        }
+    }
+
+    @Test func revokingARevokedKeyChangesAndJournalsNothing() async throws {
+        try await withAPI { api in
+            let institute = try await api.createOrganization("Donghua University", kind: "institute")
+            let first = try await api.call(.delete, "/v1/organizations/\(institute.id)/api-keys/\(institute.keyID)")
+            let again = try await api.call(.delete, "/v1/organizations/\(institute.id)/api-keys/\(institute.keyID)")
+            #expect(first.status.code < 300, "\(first)")
+            #expect(again.status == first.status, "\(again)")
+            let entries = try await Self.recorded(api, subject: institute.keyID)
+            #expect(entries.filter { $0.type == "api_key_revoked" }.count == 1, "\(entries)")
         }
     }
 

@@ -19,6 +19,8 @@ public enum TestDatabase {
         configure: (inout PostgresConfiguration) -> Void = { _ in },
         _ body: (PostgresPool) async throws -> T
     ) async throws -> T {
+        await gate.enter()
+        defer { Task { await gate.leave() } }
         let server = try await shared.server()
         let name = "t_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
         try await server.admin { try await $0.query("CREATE DATABASE \(name) TEMPLATE \(templateName)") }
@@ -46,6 +48,34 @@ public enum TestDatabase {
 
     static let templateName = "techbank_test_template"
     private static let shared = SharedServer()
+    /// Swift Testing runs every test at once; at most this many hold a database (and its pool's
+    /// connections), so a few hundred tests stay within the cluster's connections and the CPUs.
+    static let maxConcurrentDatabases = 16
+    private static let gate = Gate(slots: maxConcurrentDatabases)
+}
+
+/// A counting semaphore with a FIFO queue.
+private actor Gate {
+    private var free: Int
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    init(slots: Int) { free = slots }
+
+    func enter() async {
+        if free > 0 {
+            free -= 1
+            return
+        }
+        await withCheckedContinuation { waiting.append($0) }
+    }
+
+    func leave() {
+        if waiting.isEmpty {
+            free += 1
+        } else {
+            waiting.removeFirst().resume()
+        }
+    }
 }
 
 struct TestServer: Sendable {
