@@ -172,15 +172,15 @@ struct DealOpenAPITests {
                 guard let amendment = Self.decodes(DealController.AmendDeal.self, body) else { return false }
                 return (try? DealController.terms(amendment.terms, over: Self.baseTerms)) != nil
             }),
-            ("DealTerm", try #require(DealController.CreateDeal.nestedKnownFields["term"]),
+            ("DealTermInput", try #require(DealController.CreateDeal.nestedKnownFields["term"]),
              Self.requiredFields(term) { Self.decodes(DealController.TermBody.self, $0) != nil }),
             ("MilestoneInput", try #require(DealController.CreateDeal.nestedKnownFields["milestones"]),
              Self.requiredFields(milestone) { Self.decodes(DealController.MilestoneBody.self, $0) != nil }),
             ("DealApproval", DealController.Approval.knownFields, Self.requiredFields(approval) { Self.decodes(DealController.Approval.self, $0) != nil }),
-            // A dispute: the decoder lets `reason` out, but the route refuses a missing or blank one (422 naming `reason`).
+            // A dispute needs a `reason`, and the route refuses a blank one (422 naming `reason`).
             ("MilestoneDispute", DealController.Reason.knownFields, Self.requiredFields(reason) { body in
                 guard let dispute = Self.decodes(DealController.Reason.self, body) else { return false }
-                return (try? trimmedText(dispute.reason ?? "", field: "reason", max: 2_000)) != nil
+                return (try? trimmedText(dispute.reason, field: "reason", max: 2_000)) != nil
             }),
             ("MilestoneResolution", DealController.Resolution.knownFields, Self.requiredFields(resolution) { Self.decodes(DealController.Resolution.self, $0) != nil }),
             ("RoyaltyReportInput", DealController.RoyaltyInput.knownFields, Self.requiredFields(royalty) { Self.decodes(DealController.RoyaltyInput.self, $0) != nil }),
@@ -201,7 +201,7 @@ struct DealOpenAPITests {
         // Nested bodies are the documented nested schemas.
         for body in ["CreateDeal", "AmendDeal"] {
             let fields = schemas[body]?["properties"] as? [String: Any] ?? [:]
-            #expect((fields["term"] as? [String: Any])?["$ref"] as? String == "#/components/schemas/DealTerm", "\(body).term")
+            #expect((fields["term"] as? [String: Any])?["$ref"] as? String == "#/components/schemas/DealTermInput", "\(body).term")
             #expect(((fields["milestones"] as? [String: Any])?["items"] as? [String: Any])?["$ref"] as? String == "#/components/schemas/MilestoneInput", "\(body).milestones")
         }
         #expect(((schemas["RoyaltyReportInput"]?["properties"] as? [String: Any])?["period"] as? [String: Any])?["$ref"] as? String == "#/components/schemas/RoyaltyPeriod")
@@ -241,18 +241,19 @@ struct DealOpenAPITests {
         #expect(number == "^[0-9]{4}SH[0-9]{10}$")
 
         // Response schemas list every property as required: the server encodes absent values as null.
-        // (DealTerm is the exception: an open-ended term's `ends_on` is left out, not null.)
-        for name in ["Deal", "DealPage", "Milestone", "DealVersion", "DealVersionTerms", "DealVersionPage", "RoyaltyPeriod", "RoyaltyReport", "RoyaltyReportPage",
+        for name in ["Deal", "DealPage", "DealTerm", "Milestone", "DealVersion", "DealVersionTerms", "DealVersionMilestone", "DealVersionPage", "RoyaltyPeriod",
+                     "RoyaltyReport", "RoyaltyReportPage",
                      "Registration", "RegistrationParty", "RegistrationPage", "CurrencyBalances", "BalanceTotals", "BalancesPage"] {
             let schema = try #require(schemas[name], "\(name) is not documented")
             #expect(Set(schema["required"] as? [String] ?? []) == Self.properties(schema), "\(name) must require every property")
         }
         // A deal is flat: the terms (but milestones with their state) next to the deal's own fields;
-        // a version's terms are the same terms without the milestones.
+        // a version's terms are the terms as agreed, milestones included.
         let deal_ = Self.properties(schemas["Deal"])
         let versionTerms = Self.properties(schemas["DealVersionTerms"])
-        #expect(versionTerms == DealController.termFields.subtracting(["milestones"]).union(["total_amount"]))
-        #expect(deal_ == versionTerms.union(["milestones", "id", "technology_id", "seller_id", "buyer_id", "broker_id", "match_id", "created_by", "status",
+        #expect(versionTerms == DealController.termFields.union(["total_amount"]))
+        #expect(Self.properties(schemas["DealVersionMilestone"]) == DealController.nestedTermFields["milestones"])
+        #expect(deal_ == versionTerms.union(["id", "technology_id", "seller_id", "buyer_id", "broker_id", "match_id", "created_by", "status",
                                             "version", "approval_rule", "seller_signed_at", "buyer_signed_at", "signed_at", "funded_at", "created_at", "updated_at"]))
 
         let problem = try #require(schemas["Problem"])
@@ -375,7 +376,7 @@ struct DealOpenAPITests {
                 "term": ["starts_on": "2026-01-01", "ends_on": "2027-01-01"], "currency": "CNY", "upfront": 9_000_000, "contract_category": "transfer",
             ])
             try expectStatus(assignment, 201)
-            #expect(assignment.json["territories"] == .array([.string("WORLD")]) && assignment.json["term"]["ends_on"] == .missing, "\(assignment)")
+            #expect(assignment.json["territories"] == .array([.string("WORLD")]) && assignment.json["term"]["ends_on"].isNull, "\(assignment)")
             record.append(("POST assignment 201", "Deal", assignment))
             let assigned = try #require(assignment.json["id"].string)
             let needsApproval = try await api.call(.post, "/v1/deals/\(assigned)/propose", key: rival.key)
@@ -490,7 +491,7 @@ struct DealOpenAPITests {
             import json, sys
             from jsonschema import Draft202012Validator
             doc = json.load(open(sys.argv[1]))
-            for name in ["Deal", "DealPage", "DealTerm", "Milestone", "DealVersion", "DealVersionTerms", "DealVersionPage", "RoyaltyPeriod", "RoyaltyReport",
+            for name in ["Deal", "DealPage", "DealTerm", "Milestone", "DealVersion", "DealVersionTerms", "DealVersionMilestone", "DealVersionPage", "RoyaltyPeriod", "RoyaltyReport",
                          "RoyaltyReportPage", "Registration", "RegistrationParty", "RegistrationPage", "CurrencyBalances", "BalanceTotals", "BalancesPage",
                          "Account", "Transfer", "Problem", "FieldError"]:
                 doc["components"]["schemas"][name]["additionalProperties"] = False
