@@ -81,25 +81,27 @@ public struct AuditLog: Sendable {
 
     /// Entries matching `filter` with leaf index above `after`, in leaf order.
     public func entries(_ filter: Filter, after: Int, limit: Int) async throws -> [Entry] {
-        let rows = try await pool.withConnection { connection in
-            try await connection.query(
-                """
-                SELECT l.leaf_index, j.shard, j.seq, j.event_type, j.subject_id, j.payload, j.created_at,
-                       ledger.journal_canonical(j.shard, j.seq, j.event_type, j.subject_id, j.created_at, j.payload, j.actor_id, j.key_id, j.request_id),
-                       l.leaf_hash, j.actor_id, j.key_id, j.request_id
-                  FROM ledger.journal_leaves l JOIN ledger.journal j ON j.shard = l.shard AND j.seq = l.seq
-                 WHERE l.leaf_index > $1
-                   AND ($2::uuid IS NULL OR j.subject_id = $2)
-                   AND ($3::uuid IS NULL OR j.actor_id = $3 OR j.payload->>'actor_id' = $3::text)
-                   AND ($4::text IS NULL OR j.event_type = $4)
-                   AND ($5::timestamptz IS NULL OR j.created_at >= $5)
-                   AND ($6::timestamptz IS NULL OR j.created_at < $6)
-                   AND ($7::uuid[] IS NULL OR j.subject_id = ANY($7))
-                 ORDER BY l.leaf_index LIMIT $8
-                """,
-                [Int64(after), filter.subjectID, filter.actorID, filter.eventType, filter.from, filter.to,
-                 filter.visibleSubjects, Int64(limit)])
-        }
+        try await pool.withConnection { connection in try await Self.entries(connection, filter, after: after, limit: limit) }
+    }
+
+    static func entries(_ connection: PostgresConnection, _ filter: Filter, after: Int, limit: Int) async throws -> [Entry] {
+        let rows = try await connection.query(
+            """
+            SELECT l.leaf_index, j.shard, j.seq, j.event_type, j.subject_id, j.payload, j.created_at,
+                   ledger.journal_canonical(j.shard, j.seq, j.event_type, j.subject_id, j.created_at, j.payload, j.actor_id, j.key_id, j.request_id),
+                   l.leaf_hash, j.actor_id, j.key_id, j.request_id
+              FROM ledger.journal_leaves l JOIN ledger.journal j ON j.shard = l.shard AND j.seq = l.seq
+             WHERE l.leaf_index > $1
+               AND ($2::uuid IS NULL OR j.subject_id = $2)
+               AND ($3::uuid IS NULL OR j.actor_id = $3 OR j.payload->>'actor_id' = $3::text)
+               AND ($4::text IS NULL OR j.event_type = $4)
+               AND ($5::timestamptz IS NULL OR j.created_at >= $5)
+               AND ($6::timestamptz IS NULL OR j.created_at < $6)
+               AND ($7::uuid[] IS NULL OR j.subject_id = ANY($7))
+             ORDER BY l.leaf_index LIMIT $8
+            """,
+            [Int64(after), filter.subjectID, filter.actorID, filter.eventType, filter.from, filter.to,
+             filter.visibleSubjects, Int64(limit)])
         return try rows.map {
             Entry(leafIndex: try $0.decode(Int.self, at: 0), shard: try $0.decode(Int16.self, at: 1), shardSeq: try $0.decode(Int64.self, at: 2),
                   eventType: try $0.decode(String.self, at: 3), subjectID: try $0.decode(UUID?.self, at: 4), payload: try $0.decode(JSONB.self, at: 5),
@@ -110,12 +112,17 @@ public struct AuditLog: Sendable {
     }
 
     /// Recomputes every leaf hash from its journal entry and every stored subtree from the leaves;
-    /// returns the first leaf whose records disagree, or nil.
+    /// returns the first leaf whose records disagree, or nil. Reads one snapshot, so that entries
+    /// sequenced meanwhile (the server running) are not taken for a break.
     public func verifyTree() async throws -> TreeBreak? {
+        try await pool.withTransaction(isolation: .repeatableRead) { connection in try await Self.verifyTree(connection) }
+    }
+
+    static func verifyTree(_ connection: PostgresConnection) async throws -> TreeBreak? {
         var tree = InMemoryMerkleTree()
         var after = -1
         while true {
-            let page = try await entries(Filter(), after: after, limit: 5_000)
+            let page = try await entries(connection, Filter(), after: after, limit: 5_000)
             for entry in page {
                 guard entry.leafIndex == tree.size else { return TreeBreak(leafIndex: tree.size, reason: "leaf missing") }
                 guard Merkle.leafHash(entry.canonical) == entry.leafHash else {
@@ -126,26 +133,32 @@ public struct AuditLog: Sendable {
             }
             if page.count < 5_000 { break }
         }
-        guard tree.size == (try await size()) else { return TreeBreak(leafIndex: tree.size, reason: "leaf missing or its entry deleted") }
+        guard tree.size == (try await size(connection)) else { return TreeBreak(leafIndex: tree.size, reason: "leaf missing or its entry deleted") }
         // Every stored node must equal the recomputed one, and none may be missing.
-        let stored = try await pool.withConnection { connection in
-            try await connection.query("SELECT level, index, hash FROM ledger.merkle_nodes ORDER BY level, index")
+        let stored = try await connection.query("SELECT level, index, hash FROM ledger.merkle_nodes ORDER BY level, index")
+        // The next node expected, in the rows' (level, index) order: any the rows skip is missing.
+        var next = (level: 0, index: 0)
+        func firstExpected() -> (level: Int, index: Int)? {
+            while next.level < tree.levels.count, next.index >= tree.levels[next.level].count { next = (next.level + 1, 0) }
+            return next.level < tree.levels.count ? next : nil
         }
-        var count = 0
+        func missing(_ node: (level: Int, index: Int)) -> TreeBreak {
+            TreeBreak(leafIndex: node.index << node.level, reason: "the stored subtree at level \(node.level), index \(node.index) is missing")
+        }
         for row in stored {
             let level = try row.decode(Int.self, at: 0)
             let index = try row.decode(Int.self, at: 1)
             let firstLeaf = index << level
+            if let expected = firstExpected(), (expected.level, expected.index) < (level, index) { return missing(expected) }
             guard level < tree.levels.count, index < tree.levels[level].count else {
                 return TreeBreak(leafIndex: firstLeaf, reason: "a stored subtree (level \(level), index \(index)) covers leaves that do not exist")
             }
             guard Array(try row.decode(Data.self, at: 2)) == tree.levels[level][index] else {
                 return TreeBreak(leafIndex: firstLeaf, reason: "the stored subtree at level \(level), index \(index) does not match its leaves")
             }
-            count += 1
+            next = (level, index + 1)
         }
-        let expected = tree.levels.reduce(0) { $0 + $1.count }
-        guard count == expected else { return TreeBreak(leafIndex: 0, reason: "\(expected - count) stored subtrees are missing") }
+        if let expected = firstExpected() { return missing(expected) }
         return nil
     }
 

@@ -86,9 +86,10 @@ public struct CheckpointVerifier: Sendable {
     public let publicKey: [UInt8]
     let keyID: [UInt8]
 
-    /// Parses `<name>+<key id hex>+<base64(0x01 ‖ public key)>`.
+    /// Parses `<name>+<key id hex>+<base64(0x01 ‖ public key)>`. The base64 may itself hold '+'
+    /// (the name and the id cannot), so only the first two separate parts.
     public init(verifierKey: String) throws {
-        let parts = verifierKey.split(separator: "+", omittingEmptySubsequences: false)
+        let parts = verifierKey.split(separator: "+", maxSplits: 2, omittingEmptySubsequences: false)
         guard parts.count == 3, !parts[0].isEmpty else { throw CheckpointError.malformedKey("expected name+id+key") }
         guard let raw = Data(base64Encoded: String(parts[2])), raw.count == 33, raw.first == 0x01 else {
             throw CheckpointError.malformedKey("expected an Ed25519 key (type 0x01, 32 bytes)")

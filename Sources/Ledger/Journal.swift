@@ -44,20 +44,24 @@ public struct Journal: Sendable {
     /// checks each chain's end against its head. Detects a changed byte in any entry, a deleted,
     /// inserted or reordered entry, and a truncated chain.
     public func verify() async throws -> Verification {
+        // One snapshot for the pages and the heads, so that entries appended meanwhile (the server
+        // may be running) are neither half seen nor mistaken for a broken chain.
+        try await pool.withTransaction(isolation: .repeatableRead) { connection in try await Self.verify(connection) }
+    }
+
+    static func verify(_ connection: PostgresConnection) async throws -> Verification {
         var checked = 0
         var after: (shard: Int16, seq: Int64) = (-1, 0)
         var previous: (shard: Int16, seq: Int64, hash: [UInt8]) = (-1, 0, [])
         var tails: [Int16: (seq: Int64, hash: [UInt8])] = [:]
         while true {
-            let rows = try await pool.withConnection { connection in
-                try await connection.query(
-                    """
-                    SELECT shard, seq, prev_hash, hash,
-                           ledger.journal_canonical(shard, seq, event_type, subject_id, created_at, payload, actor_id, key_id, request_id)
-                      FROM ledger.journal WHERE (shard, seq) > ($1, $2) ORDER BY shard, seq LIMIT $3
-                    """,
-                    [after.shard, after.seq, Int64(Self.verifyPageSize)])
-            }
+            let rows = try await connection.query(
+                """
+                SELECT shard, seq, prev_hash, hash,
+                       ledger.journal_canonical(shard, seq, event_type, subject_id, created_at, payload, actor_id, key_id, request_id)
+                  FROM ledger.journal WHERE (shard, seq) > ($1, $2) ORDER BY shard, seq LIMIT $3
+                """,
+                [after.shard, after.seq, Int64(Self.verifyPageSize)])
             for row in rows {
                 let shard = try row.decode(Int16.self, at: 0)
                 let seq = try row.decode(Int64.self, at: 1)
@@ -84,9 +88,7 @@ public struct Journal: Sendable {
             }
             if rows.count < Self.verifyPageSize { break }
         }
-        let heads = try await pool.withConnection { connection in
-            try await connection.query("SELECT shard, seq, hash FROM ledger.journal_heads ORDER BY shard")
-        }
+        let heads = try await connection.query("SELECT shard, seq, hash FROM ledger.journal_heads ORDER BY shard")
         for head in heads {
             let shard = try head.decode(Int16.self, at: 0)
             let seq = try head.decode(Int64.self, at: 1)

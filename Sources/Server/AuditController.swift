@@ -99,7 +99,7 @@ struct AuditController: Sendable {
             let size = try await audit.sequence()
             let root = try await audit.root(size: size)
             let note = try signer.sign(size: size, root: root)
-            if request.headers[.accept]?.contains("application/json") == true {
+            if Self.prefersJSON(request.headers[.accept]) {
                 return try Reply.json(CheckpointBody(size: size, rootHash: hex(root), note: note)).response
             }
             var headers = HTTPFields()
@@ -144,7 +144,9 @@ struct AuditController: Sendable {
             filter[keyPath: keyPath] = id
         }
         if let type = parameters["type"] {
-            guard (1...100).contains(type.count) else { throw APIError.validation("type", "must be 1 to 100 characters") }
+            guard (1...100).contains(type.unicodeScalars.count), !type.utf8.contains(0) else {
+                throw APIError.validation("type", "must be 1 to 100 characters without NUL")
+            }
             filter.eventType = String(type)
         }
         for (name, keyPath) in [("from", \AuditLog.Filter.from), ("to", \AuditLog.Filter.to)] {
@@ -167,6 +169,24 @@ struct AuditController: Sendable {
     func visible(_ entry: AuditLog.Entry, _ identity: Identity) async throws -> Bool {
         guard let subjects = try await organizations.auditSubjects(of: identity) else { return true }
         return entry.subjectID.map(subjects.contains) ?? false
+    }
+
+    /// Whether `Accept` ranks `application/json` above `text/plain` (the default); parameters
+    /// other than `q` are ignored, and q=0 means "not acceptable".
+    static func prefersJSON(_ accept: String?) -> Bool {
+        guard let accept else { return false }
+        var json = 0.0
+        var text = 0.0
+        for range in accept.lowercased().split(separator: ",") {
+            let parts = range.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
+            let q = parts.dropFirst().first { $0.hasPrefix("q=") }.flatMap { Double($0.dropFirst(2)) } ?? 1
+            switch parts.first {
+            case "application/json": json = max(json, q)
+            case "text/plain", "text/*", "*/*": text = max(text, q)
+            default: continue
+            }
+        }
+        return json > 0 && json > text
     }
 
     static func integer(_ request: Request, _ name: String) throws -> Int {
