@@ -54,6 +54,7 @@ public final class PostgresPool: Service, Sendable {
     /// Leases a connection for the duration of `body`; it goes back to the pool afterwards (or is
     /// closed, if it broke or was left inside a transaction). The connection carries the task's
     /// `PostgresSession.settings`.
+    @discardableResult
     public func withConnection<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
         let connection = try await lease()
         do {
@@ -70,6 +71,7 @@ public final class PostgresPool: Service, Sendable {
     /// Runs `body` inside a transaction: committed when `body` returns, rolled back when it throws.
     /// On a serialization failure or deadlock the whole closure runs again (see `withRetries`);
     /// so `body` must have no effects outside the database.
+    @discardableResult
     public func withTransaction<T: Sendable>(
         isolation: IsolationLevel = .readCommitted, _ body: (PostgresConnection) async throws -> T
     ) async throws -> T {
