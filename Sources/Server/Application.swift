@@ -69,6 +69,7 @@ public func buildRouter(configuration: ServerConfiguration, pool: PostgresPool) 
     AuditController(audit: AuditLog(pool: pool), organizations: organizations, signer: configuration.auditSigner).register(on: v1)
     MoneyController(money: Money(pool: pool), organizations: organizations, idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes)
         .register(on: v1)
+    ReportController(reports: Reports(pool: pool)).register(on: v1)
     return router
 }
 
