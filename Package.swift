@@ -91,6 +91,17 @@ let package = Package(
             ],
             path: "bench/LedgerBench"
         ),
+        .executableTarget(
+            name: "ReportBench",
+            dependencies: [
+                "Ledger",
+                "Postgres",
+                "TechBank",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "bench/ReportBench"
+        ),
         .target(
             name: "TestSupport",
             dependencies: ["Postgres", "TechBank"],

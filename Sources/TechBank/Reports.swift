@@ -161,7 +161,8 @@ public struct Reports: Sendable {
     /// signed_at, funded_at); the income transfers (by code and created_at) are read once and
     /// then joined to their deals by id.
     /// Income counts only transfers written by the deal itself: debited from the bank's escrow
-    /// or the buyer (royalties), with the deal's id in their metadata.
+    /// or the buyer (royalties), with the deal's id in their metadata (compared as text, so a
+    /// malformed id in someone's metadata matches nothing and costs no cast).
     static let dealFacts = """
         WITH scoped AS NOT MATERIALIZED (
             SELECT d.id, d.technology_id, d.seller_id, d.buyer_id, d.broker_id, d.status, d.kind, d.currency, d.total_amount,
@@ -173,12 +174,14 @@ public struct Reports: Sendable {
               JOIN techbank.organizations b ON b.id = d.buyer_id
              WHERE ($1 OR $2::uuid IN (s.sub_park_id, b.sub_park_id))
         ), income AS MATERIALIZED (
-            SELECT CASE WHEN tr.metadata->>'deal_id' ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
-                        THEN (tr.metadata->>'deal_id')::uuid END AS deal_id,
-                   tr.created_at AS at, tr.amount, da.owner_id AS payer
+            -- Summed per deal, payer and UTC day: every time bucket is whole days, and a deal paid
+            -- many times a day is one fact, not many.
+            SELECT tr.metadata->>'deal_id' AS deal_id, date_trunc('day', tr.created_at, 'UTC') AS at,
+                   sum(tr.amount)::bigint AS amount, da.owner_id AS payer
               FROM ledger.transfers tr JOIN ledger.accounts da ON da.id = tr.debit_account_id
              WHERE tr.code IN ('seller_income', 'broker_fee', 'sub_park_fee') AND tr.kind = 'posted'
                AND tr.created_at >= $3 AND tr.created_at < $4
+             GROUP BY 1, 2, 4
         ), facts AS (
             SELECT d.*, 'created' AS fact, d.created_at AS at, 0::bigint AS amount, NULL::integer AS days
               FROM scoped d WHERE d.created_at >= $3 AND d.created_at < $4
@@ -190,7 +193,7 @@ public struct Reports: Sendable {
               FROM scoped d WHERE d.signed_at >= $3 AND d.signed_at < $4
             UNION ALL
             SELECT d.*, 'income', i.at, i.amount, NULL
-              FROM income i JOIN scoped d ON d.id = i.deal_id
+              FROM income i JOIN scoped d ON d.id::text = i.deal_id
              WHERE i.payer = d.buyer_id OR i.payer = (SELECT o.id FROM techbank.organizations o WHERE o.kind = 'operator')
             UNION ALL
             SELECT d.*, 'escrow', d.funded_at, m.amount, NULL
