@@ -143,7 +143,8 @@ struct ReportController: Sendable {
     // MARK: Parameters
 
     static let tooManyGroups = APIError.validation(
-        "group_by", "the report would have more than \(Reports.maxGroups) groups; group by fewer dimensions or shorten the period")
+        "group_by", "the report would have more than \(Reports.maxGroups) groups, or more than \(Reports.maxRows) rows counting one per group and currency; "
+            + "group by fewer dimensions or shorten the period")
 
     /// Who may read reports (403 for anyone but the committee, the operator and sub-parks), and the period.
     static func scopeAndPeriod(_ request: Request, _ context: AppRequestContext) throws -> (ReportScope, ReportPeriod) {

@@ -146,7 +146,7 @@ public struct Reports: Sendable {
     /// The most groups a report returns; a report that would have more is refused.
     public static let maxGroups = 10_000
     /// The most rows one report statement returns (a group is one row per currency plus one).
-    static let maxRows = 50_000
+    public static let maxRows = 50_000
 
     public init(pool: PostgresPool) { self.pool = pool }
 
@@ -161,13 +161,14 @@ public struct Reports: Sendable {
     /// signed_at, funded_at); the income transfers (by code and created_at) are read once and
     /// then joined to their deals by id.
     /// Income counts only transfers written by the deal itself: debited from the bank's escrow
-    /// or the buyer (royalties), with the deal's id in their metadata (compared as text, so a
+    /// or the buyer (royalties), credited to the seller, the broker or the seller's sub-park, in
+    /// the deal's currency, with the deal's id in their metadata (compared as text, so a
     /// malformed id in someone's metadata matches nothing and costs no cast).
     static let dealFacts = """
         WITH scoped AS NOT MATERIALIZED (
             SELECT d.id, d.technology_id, d.seller_id, d.buyer_id, d.broker_id, d.status, d.kind, d.currency, d.total_amount,
                    d.created_at, d.signed_at, d.funded_at, d.terms->>'contract_category' AS contract_category, t.field,
-                   coalesce(s.sub_park_id, b.sub_park_id) AS sub_park
+                   coalesce(s.sub_park_id, b.sub_park_id) AS sub_park, s.sub_park_id AS seller_park
               FROM techbank.deals d
               JOIN techbank.technologies t ON t.id = d.technology_id
               JOIN techbank.organizations s ON s.id = d.seller_id
@@ -177,11 +178,12 @@ public struct Reports: Sendable {
             -- Summed per deal, payer and UTC day: every time bucket is whole days, and a deal paid
             -- many times a day is one fact, not many.
             SELECT tr.metadata->>'deal_id' AS deal_id, date_trunc('day', tr.created_at, 'UTC') AS at,
-                   sum(tr.amount)::bigint AS amount, da.owner_id AS payer
+                   sum(tr.amount)::bigint AS amount, da.owner_id AS payer, ca.owner_id AS payee, tr.currency
               FROM ledger.transfers tr JOIN ledger.accounts da ON da.id = tr.debit_account_id
+              JOIN ledger.accounts ca ON ca.id = tr.credit_account_id
              WHERE tr.code IN ('seller_income', 'broker_fee', 'sub_park_fee') AND tr.kind = 'posted'
                AND tr.created_at >= $3 AND tr.created_at < $4
-             GROUP BY 1, 2, 4
+             GROUP BY 1, 2, 4, 5, 6
         ), facts AS (
             SELECT d.*, 'created' AS fact, d.created_at AS at, 0::bigint AS amount, NULL::integer AS days
               FROM scoped d WHERE d.created_at >= $3 AND d.created_at < $4
@@ -194,7 +196,8 @@ public struct Reports: Sendable {
             UNION ALL
             SELECT d.*, 'income', i.at, i.amount, NULL
               FROM income i JOIN scoped d ON d.id::text = i.deal_id
-             WHERE i.payer = d.buyer_id OR i.payer = (SELECT o.id FROM techbank.organizations o WHERE o.kind = 'operator')
+             WHERE (i.payer = d.buyer_id OR i.payer = (SELECT o.id FROM techbank.organizations o WHERE o.kind = 'operator'))
+               AND i.payee IN (d.seller_id, d.broker_id, d.seller_park) AND i.currency = d.currency
             UNION ALL
             SELECT d.*, 'escrow', d.funded_at, m.amount, NULL
               FROM scoped d

@@ -127,6 +127,14 @@ struct ReportTests {
             forged["metadata"] = ["deal_id": f.a1, "part": "m1"]
             let posted = try await api.call(.post, "/v1/transfers", key: f.a.outsider.key, json: forged)
             try #require(posted.status == .created, "\(posted)")
+            // Nor does one the buyer sends to itself, or in another currency than the deal's.
+            let buyerUSD = try await api.createAccount(for: f.a.buyer, currency: "USD")
+            let buyerUSD2 = try await api.createAccount(for: f.a.buyer, currency: "USD")
+            var selfPaid = API.transferBody(buyerUSD, buyerUSD2, 555, currency: "USD")
+            selfPaid["code"] = "seller_income"
+            selfPaid["metadata"] = ["deal_id": f.a1, "part": "m1"]
+            let moved = try await api.call(.post, "/v1/transfers", key: f.a.buyer.key, json: selfPaid)
+            try #require(moved.status == .created, "\(moved)")
             let response = try await api.reportOK("/v1/reports/deals", [("group_by", "sub_park,field")], key: f.a.committee.key)
             let body = response.json
             #expect(body["from"].string == utcDate(-364) && body["to"].string == utcDate(0), "\(response)")
