@@ -144,6 +144,12 @@ struct DealController: Sendable {
         let reason: String
     }
 
+    /// A milestone release: the evidence of delivery (required if the milestone says so).
+    struct Release: RequestBody {
+        static let knownFields: Set<String> = ["evidence"]
+        let evidence: String?
+    }
+
     struct Resolution: RequestBody {
         static let knownFields: Set<String> = ["decision", "reason"]
         let decision: String
@@ -215,6 +221,8 @@ struct DealController: Sendable {
             case dueOn = "due_on"
             case evidenceRequired = "evidence_required"
             case resolutionReason = "resolution_reason"
+            case evidence
+            case disputeReason = "dispute_reason"
         }
 
         func encode(to encoder: any Encoder) throws {
@@ -225,6 +233,8 @@ struct DealController: Sendable {
             try c.encode(milestone.dueOn.description, forKey: .dueOn)
             try c.encode(milestone.evidenceRequired, forKey: .evidenceRequired)
             try c.encode(milestone.status.rawValue, forKey: .status)
+            try c.encode(milestone.evidence, forKey: .evidence)
+            try c.encode(milestone.disputeReason, forKey: .disputeReason)
             try c.encode(milestone.resolutionReason, forKey: .resolutionReason)
         }
     }
@@ -388,7 +398,11 @@ struct DealController: Sendable {
         router.post("deals/:id/milestones/:number/release") { request, context in
             try await idempotency.run(request, context: context) { request, context in
                 let (deal, identity) = try await asParty(request, context, [.buyer])
-                return try reply(try await deals.release(deal.id, milestone: try milestone(request, context, deal), actor: identity.organizationID))
+                let number = try milestone(request, context, deal)
+                var request = request
+                let evidence = try await request.decodeIfPresent(Release.self, maxBytes: maxBodyBytes)?.evidence
+                    .map { try trimmedText($0, field: "evidence", max: 2_000) }
+                return try reply(try await deals.release(deal.id, milestone: number, evidence: evidence, actor: identity.organizationID))
             }
         }
         router.post("deals/:id/milestones/:number/dispute") { request, context in

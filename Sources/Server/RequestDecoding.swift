@@ -16,8 +16,16 @@ extension Request {
     /// Reads at most `maxBytes` of body and decodes it as `T`. Malformed JSON → 400; a wrong type,
     /// a missing or unknown field → 422; each naming the field.
     mutating func decode<T: RequestBody>(_: T.Type, maxBytes: Int) async throws -> T {
-        let buffer = try await collectBody(upTo: maxBytes)
-        let data = Data(buffer: buffer)
+        try Self.decode(T.self, from: Data(buffer: try await collectBody(upTo: maxBytes)))
+    }
+
+    /// As `decode(_:maxBytes:)`, for a body that may be left out: nil for an empty body.
+    mutating func decodeIfPresent<T: RequestBody>(_: T.Type, maxBytes: Int) async throws -> T? {
+        let data = Data(buffer: try await collectBody(upTo: maxBytes))
+        return data.isEmpty ? nil : try Self.decode(T.self, from: data)
+    }
+
+    private static func decode<T: RequestBody>(_: T.Type, from data: Data) throws -> T {
         guard StrictJSON.isValid(Array(data)) else { throw APIError.badRequest("body", "is not valid JSON") }
         let top: [String: JSONValue]
         do {

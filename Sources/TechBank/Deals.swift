@@ -112,6 +112,9 @@ public struct MilestoneState: Sendable, Equatable {
     public let dueOn: PostgresDate
     public let evidenceRequired: Bool
     public let status: MilestoneStatus
+    /// The evidence of delivery the buyer gave on release.
+    public let evidence: String?
+    public let disputeReason: String?
     public let resolutionReason: String?
 }
 
@@ -368,14 +371,19 @@ public struct Deals: Sendable {
         }
     }
 
-    /// Releases milestone `number` to the seller (the buyer, for a funded milestone; or the
-    /// committee resolving a dispute): the hold is posted and split in one atomic batch.
-    public func release(_ id: UUID, milestone number: Int, actor: UUID) async throws -> Deal {
+    /// The buyer releases funded milestone `number` to the seller, naming the `evidence` of delivery
+    /// (required when the terms say so): the hold is posted and split in one atomic batch.
+    public func release(_ id: UUID, milestone number: Int, evidence: String?, actor: UUID) async throws -> Deal {
         try await transition(id, actor: actor, event: "milestone_released", detail: ["milestone": number]) { connection, deal in
             let milestone = try Self.milestone(deal, number)
             guard deal.status == .active || deal.status == .disputed, milestone.status == .funded else {
                 throw TechBankError(.illegalTransition, field: "status", "cannot release milestone \(number): it is \(milestone.status.rawValue) and the deal is \(deal.status.rawValue)")
             }
+            guard evidence != nil || !milestone.evidenceRequired else {
+                throw TechBankError(.validation, field: "evidence", "milestone \(number) is released only against evidence of delivery")
+            }
+            try await connection.query(
+                "UPDATE techbank.deal_milestones SET evidence = $3 WHERE deal_id = $1 AND number = $2", [id, Int32(number), evidence])
             try await payOut(connection, deal, milestone, resolution: nil)
         }
     }
@@ -389,7 +397,7 @@ public struct Deals: Sendable {
                 throw TechBankError(.illegalTransition, field: "status", "cannot dispute milestone \(number): it is \(milestone.status.rawValue) and the deal is \(deal.status.rawValue)")
             }
             try await connection.query(
-                "UPDATE techbank.deal_milestones SET status = 'disputed', evidence = $3 WHERE deal_id = $1 AND number = $2", [id, Int32(number), reason])
+                "UPDATE techbank.deal_milestones SET status = 'disputed', dispute_reason = $3 WHERE deal_id = $1 AND number = $2", [id, Int32(number), reason])
             try await connection.query("UPDATE techbank.deals SET status = 'disputed', updated_at = now() WHERE id = $1", [id])
         }
     }
@@ -628,7 +636,10 @@ public struct Deals: Sendable {
             """, [id])
         guard let row = rows.first else { return nil }
         let milestones = try await connection.query(
-            "SELECT number, name, amount, due_on, evidence_required, status, resolution_reason FROM techbank.deal_milestones WHERE deal_id = $1 ORDER BY number",
+            """
+            SELECT number, name, amount, due_on, evidence_required, status, evidence, dispute_reason, resolution_reason
+              FROM techbank.deal_milestones WHERE deal_id = $1 ORDER BY number
+            """,
             [id])
         let statusText = try row.decode(String.self, at: 7)
         guard let status = DealStatus(rawValue: statusText) else { throw PostgresError(code: .decoding, message: "unknown deal status \(statusText)") }
@@ -643,7 +654,8 @@ public struct Deals: Sendable {
                 MilestoneState(number: try $0.decode(Int.self, at: 0), name: try $0.decode(String.self, at: 1), amount: try $0.decode(Int64.self, at: 2),
                                dueOn: try $0.decode(PostgresDate.self, at: 3), evidenceRequired: try $0.decode(Bool.self, at: 4),
                                status: MilestoneStatus(rawValue: try $0.decode(String.self, at: 5)) ?? .scheduled,
-                               resolutionReason: try $0.decode(String?.self, at: 6))
+                               evidence: try $0.decode(String?.self, at: 6), disputeReason: try $0.decode(String?.self, at: 7),
+                               resolutionReason: try $0.decode(String?.self, at: 8))
             })
     }
 

@@ -261,12 +261,12 @@ public enum DemoData {
             _ = try await deals.fund(id, actor: buyer)
             switch state {
             case .completed:
-                _ = try await deals.release(id, milestone: 1, actor: buyer)
-                _ = try await deals.release(id, milestone: 2, actor: buyer)
+                _ = try await deals.release(id, milestone: 1, evidence: "Technology package accepted 技术资料验收合格", actor: buyer)
+                _ = try await deals.release(id, milestone: 2, evidence: nil, actor: buyer)
             case .disputed:
                 _ = try await deals.dispute(id, milestone: 1, reason: "The delivered package lacks the process parameters 交付资料缺少工艺参数", actor: buyer)
             case .terminated:
-                _ = try await deals.release(id, milestone: 1, actor: buyer)
+                _ = try await deals.release(id, milestone: 1, evidence: "Technology package accepted 技术资料验收合格", actor: buyer)
                 _ = try await deals.cancel(id, actor: committee, byCommittee: true)
             default:
                 break

@@ -1033,7 +1033,9 @@ CREATE TABLE IF NOT EXISTS techbank.deal_milestones (
     due_on date NOT NULL,
     evidence_required boolean NOT NULL,
     status text NOT NULL DEFAULT 'scheduled' CHECK (status IN ('scheduled', 'funded', 'disputed', 'released', 'refunded')),
+    -- What the seller delivered, given by the buyer on release (required if evidence_required).
     evidence text CHECK (char_length(evidence) <= 2000),
+    dispute_reason text CHECK (char_length(dispute_reason) <= 2000),
     resolution_reason text CHECK (char_length(resolution_reason) <= 2000),
     PRIMARY KEY (deal_id, number)
 );

@@ -366,7 +366,7 @@ struct DealMoneyTests {
                 let outcomes = await withTaskGroup(of: Result<DealStatus, any Error>.self) { group in
                     for _ in 0..<4 {
                         group.addTask {
-                            do { return .success(try await deals.release(dealID, milestone: number, actor: buyerID).status) } catch { return .failure(error) }
+                            do { return .success(try await deals.release(dealID, milestone: number, evidence: "delivered", actor: buyerID).status) } catch { return .failure(error) }
                         }
                     }
                     var outcomes: [Result<DealStatus, any Error>] = []

@@ -108,6 +108,7 @@ struct DealOpenAPITests {
             let bodies = [
                 "POST /v1/deals": "CreateDeal", "PATCH /v1/deals/{id}": "AmendDeal", "POST /v1/deals/{id}/approvals": "DealApproval",
                 "POST /v1/deals/{id}/milestones/{number}/dispute": "MilestoneDispute", "POST /v1/deals/{id}/milestones/{number}/resolve": "MilestoneResolution",
+                "POST /v1/deals/{id}/milestones/{number}/release": "MilestoneRelease",
                 "POST /v1/deals/{id}/royalty-reports": "RoyaltyReportInput", "POST /v1/deposits": "Payment", "POST /v1/withdrawals": "Payment",
             ]
             #expect(body == bodies[name].map { "#/components/schemas/\($0)" }, "\(name) body \(body ?? "none")")
@@ -182,6 +183,7 @@ struct DealOpenAPITests {
                 guard let dispute = Self.decodes(DealController.Reason.self, body) else { return false }
                 return (try? trimmedText(dispute.reason, field: "reason", max: 2_000)) != nil
             }),
+            ("MilestoneRelease", DealController.Release.knownFields, Self.requiredFields(["evidence": "Acceptance report"]) { Self.decodes(DealController.Release.self, $0) != nil }),
             ("MilestoneResolution", DealController.Resolution.knownFields, Self.requiredFields(resolution) { Self.decodes(DealController.Resolution.self, $0) != nil }),
             ("RoyaltyReportInput", DealController.RoyaltyInput.knownFields, Self.requiredFields(royalty) { Self.decodes(DealController.RoyaltyInput.self, $0) != nil }),
             ("RoyaltyPeriod", try #require(DealController.RoyaltyInput.nestedKnownFields["period"]),
@@ -344,7 +346,8 @@ struct DealOpenAPITests {
             let funded = try await api.call(.post, "/v1/deals/\(deal)/escrow", key: factory.key, headers: [.tbIdempotencyKey: newID()])
             #expect(funded.json["status"].string == "active" && funded.json["milestones"][0]["status"].string == "funded", "\(funded)")
             record.append(("escrow", "Deal", funded))
-            let released = try await api.call(.post, "/v1/deals/\(deal)/milestones/1/release", key: factory.key, headers: [.tbIdempotencyKey: newID()])
+            let released = try await api.call(.post, "/v1/deals/\(deal)/milestones/1/release", key: factory.key, json: ["evidence": "Acceptance report AR-7"],
+                                              headers: [.tbIdempotencyKey: newID()])
             #expect(released.json["milestones"][0]["status"].string == "released", "\(released)")
             record.append(("release", "Deal", released))
             let disputed = try await api.call(.post, "/v1/deals/\(deal)/milestones/2/dispute", key: lab.key, json: ["reason": "Volume production started."])
