@@ -1039,6 +1039,7 @@ CREATE TABLE IF NOT EXISTS techbank.deal_milestones (
     resolution_reason text CHECK (char_length(resolution_reason) <= 2000),
     PRIMARY KEY (deal_id, number)
 );
+ALTER TABLE techbank.deal_milestones ADD COLUMN IF NOT EXISTS dispute_reason text CHECK (char_length(dispute_reason) <= 2000);
 
 -- Committee decisions: append-only.
 CREATE TABLE IF NOT EXISTS techbank.deal_approvals (
