@@ -150,6 +150,19 @@ public struct Reports: Sendable {
 
     public init(pool: PostgresPool) { self.pool = pool }
 
+    /// The memory one report statement may use to sort and hash before spilling to disk; reports
+    /// are few and read-only, so they may use more than the server's 4 MB default.
+    static let workMem = "16MB"
+
+    /// Runs a report's queries in one read-only snapshot, with `workMem`.
+    func read<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        try await pool.withTransaction(isolation: .repeatableRead) { connection in
+            try await connection.query("SET LOCAL work_mem = '\(Self.workMem)'")
+            try await connection.query("SET TRANSACTION READ ONLY")
+            return try await body(connection)
+        }
+    }
+
     // MARK: Deals
 
     /// Ledger codes of money paid to the sellers' side of a deal (see `Deals.incomeRequests`).
@@ -244,7 +257,7 @@ public struct Reports: Sendable {
              LIMIT $5
             """
         let scopeBinds = Self.scopeBinds(scope, period)
-        let (rows, states) = try await pool.withConnection { connection in
+        let (rows, states) = try await read { connection in
             let rows = try await connection.query(sql, scopeBinds + [Int64(Self.maxRows + 1)])
             let states = try await connection.query(
                 """
@@ -304,7 +317,7 @@ public struct Reports: Sendable {
              ORDER BY d.id LIMIT $6
             """
         let binds: [any PostgresEncodable] = Self.scopeBinds(scope, period) + [cursor, Int64(limit + 1)] + key.map(\.1)
-        let rows = try await pool.withConnection { connection in try await connection.query(sql, binds) }
+        let rows = try await read { connection in try await connection.query(sql, binds) }
         let items = try rows.prefix(limit).map {
             ReportDeal(id: try $0.decode(UUID.self, at: 0), technologyID: try $0.decode(UUID.self, at: 1), sellerID: try $0.decode(UUID.self, at: 2),
                        buyerID: try $0.decode(UUID.self, at: 3), brokerID: try $0.decode(UUID?.self, at: 4), subParkID: try $0.decode(UUID?.self, at: 5),
@@ -349,7 +362,7 @@ public struct Reports: Sendable {
              LIMIT $5
             """
         let binds = Self.scopeBinds(scope, period) + [Int64(Self.maxRows + 1)]
-        let rows = try await pool.withConnection { connection in try await connection.query(sql, binds) }
+        let rows = try await read { connection in try await connection.query(sql, binds) }
         guard rows.count <= Self.maxRows else { throw TooManyGroups() }
         var groups: [TransferReportGroup] = []
         var index: [ReportKey: Int] = [:]
@@ -383,7 +396,7 @@ public struct Reports: Sendable {
              ORDER BY f.seq LIMIT $6
             """
         let binds: [any PostgresEncodable] = Self.scopeBinds(scope, period) + [cursor, Int64(limit + 1)] + key.map(\.1)
-        let rows = try await pool.withConnection { connection in try await connection.query(sql, binds) }
+        let rows = try await read { connection in try await connection.query(sql, binds) }
         let items = try rows.prefix(limit).map {
             ReportTransfer(seq: try $0.decode(Int64.self, at: 0), id: try $0.decode(UUID.self, at: 1), kind: try $0.decode(String.self, at: 2),
                            debitAccountID: try $0.decode(UUID.self, at: 3), creditAccountID: try $0.decode(UUID.self, at: 4),
