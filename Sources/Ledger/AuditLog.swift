@@ -8,6 +8,8 @@ import Postgres
 public struct AuditLog: Sendable {
     /// The most entries one `sequence()` call takes from each shard.
     public static let sequenceBatch = 5_000
+    /// Rows `verifyTree()` reads per round trip.
+    static let verifyPageSize = 5_000
 
     public struct Entry: Sendable, Equatable {
         public let leafIndex: Int
@@ -122,7 +124,7 @@ public struct AuditLog: Sendable {
         var tree = InMemoryMerkleTree()
         var after = -1
         while true {
-            let page = try await entries(connection, Filter(), after: after, limit: 5_000)
+            let page = try await entries(connection, Filter(), after: after, limit: Self.verifyPageSize)
             for entry in page {
                 guard entry.leafIndex == tree.size else { return TreeBreak(leafIndex: tree.size, reason: "leaf missing") }
                 guard Merkle.leafHash(entry.canonical) == entry.leafHash else {
@@ -131,11 +133,10 @@ public struct AuditLog: Sendable {
                 tree.append(entry.leafHash)
                 after = entry.leafIndex
             }
-            if page.count < 5_000 { break }
+            if page.count < Self.verifyPageSize { break }
         }
         guard tree.size == (try await size(connection)) else { return TreeBreak(leafIndex: tree.size, reason: "leaf missing or its entry deleted") }
-        // Every stored node must equal the recomputed one, and none may be missing.
-        let stored = try await connection.query("SELECT level, index, hash FROM ledger.merkle_nodes ORDER BY level, index")
+        // Every stored node must equal the recomputed one, and none may be missing; read in pages.
         // The next node expected, in the rows' (level, index) order: any the rows skip is missing.
         var next = (level: 0, index: 0)
         func firstExpected() -> (level: Int, index: Int)? {
@@ -145,18 +146,26 @@ public struct AuditLog: Sendable {
         func missing(_ node: (level: Int, index: Int)) -> TreeBreak {
             TreeBreak(leafIndex: node.index << node.level, reason: "the stored subtree at level \(node.level), index \(node.index) is missing")
         }
-        for row in stored {
-            let level = try row.decode(Int.self, at: 0)
-            let index = try row.decode(Int.self, at: 1)
-            let firstLeaf = index << level
-            if let expected = firstExpected(), (expected.level, expected.index) < (level, index) { return missing(expected) }
-            guard level < tree.levels.count, index < tree.levels[level].count else {
-                return TreeBreak(leafIndex: firstLeaf, reason: "a stored subtree (level \(level), index \(index)) covers leaves that do not exist")
+        var position: (level: Int16, index: Int64) = (-1, 0)
+        while true {
+            let page = try await connection.query(
+                "SELECT level, index, hash FROM ledger.merkle_nodes WHERE (level, index) > ($1, $2) ORDER BY level, index LIMIT $3",
+                [position.level, position.index, Int64(Self.verifyPageSize)])
+            for row in page {
+                let level = try row.decode(Int.self, at: 0)
+                let index = try row.decode(Int.self, at: 1)
+                let firstLeaf = index << level
+                if let expected = firstExpected(), (expected.level, expected.index) < (level, index) { return missing(expected) }
+                guard level < tree.levels.count, index < tree.levels[level].count else {
+                    return TreeBreak(leafIndex: firstLeaf, reason: "a stored subtree (level \(level), index \(index)) covers leaves that do not exist")
+                }
+                guard Array(try row.decode(Data.self, at: 2)) == tree.levels[level][index] else {
+                    return TreeBreak(leafIndex: firstLeaf, reason: "the stored subtree at level \(level), index \(index) does not match its leaves")
+                }
+                next = (level, index + 1)
+                position = (Int16(level), Int64(index))
             }
-            guard Array(try row.decode(Data.self, at: 2)) == tree.levels[level][index] else {
-                return TreeBreak(leafIndex: firstLeaf, reason: "the stored subtree at level \(level), index \(index) does not match its leaves")
-            }
-            next = (level, index + 1)
+            if page.count < Self.verifyPageSize { break }
         }
         if let expected = firstExpected() { return missing(expected) }
         return nil
