@@ -173,10 +173,11 @@ struct OrganizationController: Sendable {
 
     func listKeys(_ request: Request, _ context: AppRequestContext) async throws -> Reply {
         let organization = try await operatorOnly(request, context)
-        let keys = try await organizations.keys(of: organization.id)
-        return try Reply.json(PageBody(data: keys.map {
+        let (limit, cursor) = try request.page()
+        let page = try await organizations.keys(of: organization.id, limit: limit, after: try cursor.map(TimeCursor.decode))
+        return try Reply.json(PageBody(data: page.items.map {
             KeyBody(id: $0.id, organizationID: $0.organizationID, label: $0.label, createdAt: $0.createdAt, revokedAt: $0.revokedAt, key: nil)
-        }, nextCursor: nil))
+        }, nextCursor: page.next.map(TimeCursor.encode)))
     }
 
     func revokeKey(_ request: Request, _ context: AppRequestContext) async throws -> Response {

@@ -165,13 +165,18 @@ public struct Organizations: Sendable {
         return (key, secret)
     }
 
-    public func keys(of organizationID: UUID) async throws -> [APIKey] {
+    public func keys(of organizationID: UUID, limit: Int, after cursor: (Date, UUID)?) async throws -> (items: [APIKey], next: (Date, UUID)?) {
         let rows = try await pool.withConnection { connection in
             try await connection.query(
-                "SELECT id, organization_id, label, created_at, revoked_at FROM techbank.api_keys WHERE organization_id = $1 ORDER BY created_at, id",
-                [organizationID])
+                """
+                SELECT id, organization_id, label, created_at, revoked_at FROM techbank.api_keys
+                 WHERE organization_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3))
+                 ORDER BY created_at, id LIMIT $4
+                """,
+                [organizationID, cursor?.0, cursor?.1, Int64(limit + 1)])
         }
-        return try rows.map(Self.decodeKey)
+        let items = try rows.prefix(limit).map(Self.decodeKey)
+        return (items, rows.count > limit ? items.last.map { ($0.createdAt, $0.id) } : nil)
     }
 
     /// Revokes a key of an organization. Returns false if the organization has no such key.
