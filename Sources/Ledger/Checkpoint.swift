@@ -49,7 +49,7 @@ public struct CheckpointSigner: Sendable {
 
     /// `<name>+<key id, 8 hex digits>+<base64(0x01 ‖ public key)>`.
     public var verifierKey: String {
-        "\(name)+\(NoteKey.id(name: name, publicKey: publicKey).map { String(format: "%02x", $0) }.joined())+\(Data([0x01] + publicKey).base64EncodedString())"
+        "\(name)+\(Hex.encode(NoteKey.id(name: name, publicKey: publicKey)))+\(Data([0x01] + publicKey).base64EncodedString())"
     }
 
     /// The signed note of a checkpoint of `size` entries with root `root`.
@@ -97,7 +97,7 @@ public struct CheckpointVerifier: Sendable {
         name = String(parts[0])
         publicKey = Array(raw.dropFirst())
         keyID = NoteKey.id(name: name, publicKey: publicKey)
-        guard parts[1].lowercased() == keyID.map({ String(format: "%02x", $0) }).joined() else {
+        guard parts[1].lowercased() == Hex.encode(keyID) else {
             throw CheckpointError.malformedKey("the key id does not match the key")
         }
     }

@@ -90,6 +90,16 @@ public struct Ledger: Sendable {
         return try rows.first.map(Self.decodeAccount)
     }
 
+    /// The accounts `ownerID` owns, with their balances, by currency and code (at most `limit`).
+    public func accounts(ownedBy ownerID: UUID, limit: Int) async throws -> [Account] {
+        let rows = try await pool.withConnection { connection in
+            try await connection.query(
+                "SELECT \(Self.accountColumns) FROM ledger.accounts WHERE owner_id = $1 ORDER BY currency, code, created_at, id LIMIT $2",
+                [ownerID, Int64(limit)])
+        }
+        return try rows.map(Self.decodeAccount)
+    }
+
     /// Closes an account to new transfers (existing holds can still be posted or voided).
     /// - Returns: false if there is no such account.
     public func closeAccount(_ id: UUID) async throws -> Bool {

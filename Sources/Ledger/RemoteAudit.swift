@@ -52,24 +52,12 @@ public enum RemoteAudit {
         }
         var hashes: [Merkle.Hash] = []
         for text in proof.proof {
-            guard let hash = bytes(hex: text), hash.count == 32 else { throw Failure(description: "the server's consistency proof is malformed") }
+            guard let hash = Hex.decode(text), hash.count == 32 else { throw Failure(description: "the server's consistency proof is malformed") }
             hashes.append(hash)
         }
         guard Merkle.verifyConsistency(oldSize: saved.size, newSize: current.size, oldRoot: saved.root, newRoot: current.root, proof: hashes) else {
             throw Failure(description: "the log is NOT consistent with the saved checkpoint: entries among the first \(saved.size) were changed")
         }
         return Outcome(checkpoint: current, note: note, previous: saved)
-    }
-
-    static func bytes(hex: String) -> [UInt8]? {
-        let digits = Array(hex.utf8)
-        guard digits.count % 2 == 0 else { return nil }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(digits.count / 2)
-        for index in stride(from: 0, to: digits.count, by: 2) {
-            guard let byte = UInt8(String(decoding: digits[index...index + 1], as: UTF8.self), radix: 16) else { return nil }
-            bytes.append(byte)
-        }
-        return bytes
     }
 }

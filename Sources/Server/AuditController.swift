@@ -35,7 +35,7 @@ struct AuditController: Sendable {
             try c.encode(entry.createdAt, forKey: .createdAt)
             try c.encode(try JSONValue(entry.payload), forKey: .payload)
             try c.encode(Data(entry.canonical).base64EncodedString(), forKey: .canonical)
-            try c.encode(hex(entry.leafHash), forKey: .leafHash)
+            try c.encode(Hex.encode(entry.leafHash), forKey: .leafHash)
             try c.encode(entry.shard, forKey: .shard)
             try c.encode(entry.shardSeq, forKey: .shardSeq)
             try c.encode(entry.actorID, forKey: .actorID)
@@ -100,7 +100,7 @@ struct AuditController: Sendable {
             let root = try await audit.root(size: size)
             let note = try signer.sign(size: size, root: root)
             if Self.prefersJSON(request.headers[.accept]) {
-                return try Reply.json(CheckpointBody(size: size, rootHash: hex(root), note: note)).response
+                return try Reply.json(CheckpointBody(size: size, rootHash: Hex.encode(root), note: note)).response
             }
             var headers = HTTPFields()
             headers[.contentType] = "text/plain; charset=utf-8"
@@ -119,7 +119,7 @@ struct AuditController: Sendable {
             guard seq < treeSize else { throw APIError.validation("seq", "must be below size") }
             guard let entry = try await audit.entry(seq), try await visible(entry, identity) else { throw APIError.notFound }
             let path = try await audit.inclusionProof(index: seq, size: treeSize)
-            return try Reply.json(InclusionBody(leafIndex: seq, treeSize: treeSize, leafHash: hex(entry.leafHash), auditPath: path.map(hex))).response
+            return try Reply.json(InclusionBody(leafIndex: seq, treeSize: treeSize, leafHash: Hex.encode(entry.leafHash), auditPath: path.map(Hex.encode))).response
         }
         router.get("audit/proofs/consistency") { request, context in
             _ = try context.requireIdentity()
@@ -129,7 +129,7 @@ struct AuditController: Sendable {
             guard to <= size else { throw APIError.validation("to", "must be at most the current tree size \(size)") }
             guard from <= to else { throw APIError.validation("from", "must not be above to") }
             let proof = try await audit.consistencyProof(oldSize: from, newSize: to)
-            return try Reply.json(ConsistencyBody(from: from, to: to, proof: proof.map(hex))).response
+            return try Reply.json(ConsistencyBody(from: from, to: to, proof: proof.map(Hex.encode))).response
         }
     }
 
@@ -138,11 +138,8 @@ struct AuditController: Sendable {
         let (limit, cursor) = try request.page()
         let parameters = request.uri.queryParameters
         var filter = AuditLog.Filter()
-        for (name, keyPath) in [("subject_id", \AuditLog.Filter.subjectID), ("actor_id", \AuditLog.Filter.actorID)] {
-            guard let text = parameters[Substring(name)] else { continue }
-            guard let id = UUID(uuidString: String(text)) else { throw APIError.validation(name, "must be a UUID") }
-            filter[keyPath: keyPath] = id
-        }
+        filter.subjectID = try request.uuidQuery("subject_id")
+        filter.actorID = try request.uuidQuery("actor_id")
         if let type = parameters["type"] {
             guard (1...100).contains(type.unicodeScalars.count), !type.utf8.contains(0) else {
                 throw APIError.validation("type", "must be 1 to 100 characters without NUL")
@@ -196,4 +193,3 @@ struct AuditController: Sendable {
     }
 }
 
-func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }

@@ -475,19 +475,8 @@ struct DealController: Sendable {
     func list(_ request: Request, _ context: AppRequestContext) async throws -> Reply {
         let identity = try context.requireIdentity()
         let (limit, cursorText) = try request.page()
-        let parameters = request.uri.queryParameters
-        var status: DealStatus?
-        if let text = parameters["status"] {
-            guard let value = DealStatus(rawValue: String(text)) else {
-                throw APIError.validation("status", "must be one of \(DealStatus.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            status = value
-        }
-        var technologyID: UUID?
-        if let text = parameters["technology_id"] {
-            guard let id = UUID(uuidString: String(text)) else { throw APIError.validation("technology_id", "must be a UUID") }
-            technologyID = id
-        }
+        let status = try request.enumQuery(DealStatus.self, "status")
+        let technologyID = try request.uuidQuery("technology_id")
         let page = try await deals.list(visibleTo: identity, status: status, technologyID: technologyID, limit: limit,
                                         after: try cursorText.map(TimeCursor.decode))
         return try Reply.json(PageBody(data: page.items.map(DealBody.init), nextCursor: page.next.map(TimeCursor.encode)))
@@ -555,11 +544,7 @@ struct DealController: Sendable {
     func filingsDue(_ request: Request, _ context: AppRequestContext) async throws -> Reply {
         let identity = try context.requireIdentity()
         let (limit, cursor) = try request.page()
-        var before = PostgresDate(daysSince2000: PostgresDate.today().daysSince2000 + 30)
-        if let text = request.uri.queryParameters["before"] {
-            guard let date = PostgresDate(iso8601: String(text)) else { throw APIError.validation("before", "must be a date such as 2027-01-31") }
-            before = date
-        }
+        let before = try request.dateQuery("before") ?? PostgresDate(daysSince2000: PostgresDate.today().daysSince2000 + 30)
         let page = try await deals.filingsDue(visibleTo: identity, before: before, limit: limit, offset: try Cursor.offset(cursor, max: Deals.maxOffset))
         return try Reply.json(PageBody(data: page.items.map(RegistrationBody.init), nextCursor: Cursor.next(offset: page.nextOffset, max: Deals.maxOffset)))
     }
@@ -589,11 +574,8 @@ struct DealController: Sendable {
     }
 
     func canSee(_ deal: Deal, _ identity: Identity) async throws -> Bool {
-        if identity.readsEverything || deal.parties.contains(identity.organizationID) { return true }
-        guard identity.kind == .subPark else { return false }
-        let seller = try await organizations.get(deal.sellerID)
-        let buyer = try await organizations.get(deal.buyerID)
-        return identity.canSee(deal, subParks: [seller?.subParkID, buyer?.subParkID])
+        identity.canSee(deal, subParks: [try await organizations.subPark(of: deal.sellerID, seenBy: identity),
+                                         try await organizations.subPark(of: deal.buyerID, seenBy: identity)])
     }
 
     /// The milestone number in the path; one the deal does not have is a 404.

@@ -197,17 +197,9 @@ struct DemandController: Sendable {
         var query = DemandQuery()
         query.text = try request.searchText()
         query.field = parameters["field"].map(String.init)
-        if let text = parameters["status"] {
-            guard let status = DemandStatus(rawValue: String(text)) else {
-                throw APIError.validation("status", "must be one of \(DemandStatus.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            query.status = status
-        }
-        for (name, keyPath) in [("owner_id", \DemandQuery.ownerID), ("sub_park_id", \DemandQuery.subParkID)] {
-            guard let text = parameters[Substring(name)] else { continue }
-            guard let id = UUID(uuidString: String(text)) else { throw APIError.validation(name, "must be a UUID") }
-            query[keyPath: keyPath] = id
-        }
+        query.status = try request.enumQuery(DemandStatus.self, "status")
+        query.ownerID = try request.uuidQuery("owner_id")
+        query.subParkID = try request.uuidQuery("sub_park_id")
         let page = try await demands.search(query, visibleTo: identity, limit: limit, offset: try Cursor.offset(cursor, max: Demands.maxOffset))
         return try Reply.json(PageBody(data: page.items.map(DemandBody.init), nextCursor: Cursor.next(offset: page.nextOffset, max: Demands.maxOffset)))
     }
@@ -247,7 +239,7 @@ struct DemandController: Sendable {
     func visible(_ request: Request, _ context: AppRequestContext) async throws -> (Demand, Identity) {
         let identity = try context.requireIdentity()
         guard let demand = try await demands.get(request.uuidParameter("id", context)) else { throw APIError.notFound }
-        let subParkID = try await organizations.get(demand.ownerID)?.subParkID
+        let subParkID = try await organizations.subPark(of: demand.ownerID, seenBy: identity)
         if !identity.canSee(demand, ownerSubParkID: subParkID) {
             guard try await matches.involves(identity.organizationID, demandID: demand.id) else { throw APIError.notFound }
         }

@@ -423,8 +423,7 @@ struct LedgerController: Sendable {
     }
 
     func canSee(account: Account, _ identity: Identity) async throws -> Bool {
-        if identity.readsEverything || account.ownerID == identity.organizationID { return true }
-        guard identity.kind == .subPark else { return false }
-        return try await organizations.get(account.ownerID)?.subParkID == identity.organizationID
+        let subPark = try await organizations.subPark(of: account.ownerID, seenBy: identity)
+        return identity.canSee(organizationID: account.ownerID, memberOf: subPark)
     }
 }

@@ -125,19 +125,10 @@ struct MatchController: Sendable {
     func list(_ request: Request, _ context: AppRequestContext) async throws -> Reply {
         let identity = try context.requireIdentity()
         let (limit, cursorText) = try request.page()
-        let parameters = request.uri.queryParameters
         var query = MatchQuery()
-        if let text = parameters["status"] {
-            guard let status = MatchStatus(rawValue: String(text)) else {
-                throw APIError.validation("status", "must be one of \(MatchStatus.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            query.status = status
-        }
-        for (name, keyPath) in [("technology_id", \MatchQuery.technologyID), ("demand_id", \MatchQuery.demandID)] {
-            guard let text = parameters[Substring(name)] else { continue }
-            guard let id = UUID(uuidString: String(text)) else { throw APIError.validation(name, "must be a UUID") }
-            query[keyPath: keyPath] = id
-        }
+        query.status = try request.enumQuery(MatchStatus.self, "status")
+        query.technologyID = try request.uuidQuery("technology_id")
+        query.demandID = try request.uuidQuery("demand_id")
         let page = try await matches.list(query, visibleTo: identity, limit: limit, after: try cursorText.map(TimeCursor.decode))
         return try Reply.json(PageBody(data: page.items.map(MatchBody.init),
                                        nextCursor: page.next.map(TimeCursor.encode)))
@@ -158,18 +149,7 @@ struct MatchController: Sendable {
         guard identity.readsEverything || identity.organizationID == id, let subPark = try await organizations.get(id), subPark.kind == .subPark else {
             throw APIError.notFound
         }
-        let parameters = request.uri.queryParameters
-        func date(_ name: String) throws -> PostgresDate? {
-            guard let text = parameters[Substring(name)] else { return nil }
-            guard let date = PostgresDate(iso8601: String(text)) else { throw APIError.validation(name, "must be a date such as 2026-01-31") }
-            return date
-        }
-        let to = try date("to") ?? PostgresDate.today()
-        let from = try date("from") ?? PostgresDate(daysSince2000: to.daysSince2000 - 364)
-        guard from <= to else { throw APIError.validation("from", "must not be after to") }
-        guard to.daysSince2000 - from.daysSince2000 < Self.maxActivityDays else {
-            throw APIError.validation("from", "the period may span at most \(Self.maxActivityDays) days")
-        }
+        let (from, to) = try request.period(maxDays: Self.maxActivityDays)
         let activity = try await organizations.activity(ofSubPark: id, from: from, through: to)
         func counts(_ counts: SubParkActivity.Counts) -> CountsBody { CountsBody(total: counts.total, byField: counts.byField, byStatus: counts.byStatus) }
         return try Reply.json(ActivityBody(subParkID: id, from: from.description, to: to.description, members: activity.members,
@@ -181,9 +161,9 @@ struct MatchController: Sendable {
     func visible(_ request: Request, _ context: AppRequestContext) async throws -> (Match, Identity) {
         let identity = try context.requireIdentity()
         guard let match = try await matches.get(request.uuidParameter("id", context)) else { throw APIError.notFound }
-        let seller = try await organizations.get(match.sellerID)
-        let buyer = try await organizations.get(match.buyerID)
-        guard identity.canSee(match, sellerSubParkID: seller?.subParkID, buyerSubParkID: buyer?.subParkID) else { throw APIError.notFound }
+        let sellerSubPark = try await organizations.subPark(of: match.sellerID, seenBy: identity)
+        let buyerSubPark = try await organizations.subPark(of: match.buyerID, seenBy: identity)
+        guard identity.canSee(match, sellerSubParkID: sellerSubPark, buyerSubParkID: buyerSubPark) else { throw APIError.notFound }
         return (match, identity)
     }
 }

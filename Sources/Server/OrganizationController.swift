@@ -126,19 +126,8 @@ struct OrganizationController: Sendable {
     func list(_ request: Request, _ context: AppRequestContext) async throws -> Reply {
         let identity = try context.requireIdentity()
         let (limit, cursorText) = try request.page()
-        let query = request.uri.queryParameters
-        var kind: OrganizationKind?
-        if let text = query["kind"] {
-            guard let value = OrganizationKind(rawValue: String(text)) else {
-                throw APIError.validation("kind", "must be one of \(OrganizationKind.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            kind = value
-        }
-        var subParkID: UUID?
-        if let text = query["sub_park_id"] {
-            guard let value = UUID(uuidString: String(text)) else { throw APIError.validation("sub_park_id", "must be a UUID") }
-            subParkID = value
-        }
+        let kind = try request.enumQuery(OrganizationKind.self, "kind")
+        let subParkID = try request.uuidQuery("sub_park_id")
         let cursor = try cursorText.map { text in
             guard let id = UUID(uuidString: try Cursor.decode(text)) else { throw APIError.validation("cursor", "is not a cursor this API returned") }
             return id

@@ -152,18 +152,7 @@ struct ReportController: Sendable {
         guard let scope = identity.reportScope else {
             throw APIError(.forbidden, code: "forbidden", "only the committee, the operator and sub-parks read reports")
         }
-        let parameters = request.uri.queryParameters
-        func date(_ name: String) throws -> PostgresDate? {
-            guard let text = parameters[Substring(name)] else { return nil }
-            guard let date = PostgresDate(iso8601: String(text)) else { throw APIError.validation(name, "must be a date such as 2026-01-31") }
-            return date
-        }
-        let to = try date("to") ?? PostgresDate.today()
-        let from = try date("from") ?? PostgresDate(daysSince2000: to.daysSince2000 - 364)
-        guard from <= to else { throw APIError.validation("from", "must not be after to") }
-        guard to.daysSince2000 - from.daysSince2000 < maxDays else {
-            throw APIError.validation("from", "the period may span at most \(maxDays) days")
-        }
+        let (from, to) = try request.period(maxDays: maxDays)
         return (scope, ReportPeriod(from: from, to: to))
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import Postgres
 
 /// A JSON request body. Fields not listed in `knownFields` are refused (a misspelt optional field
 /// would otherwise be silently ignored); `nestedKnownFields` does the same for arrays of objects.
@@ -156,6 +157,39 @@ extension Request {
             limit = value
         }
         return (limit, query["cursor"].map(String.init))
+    }
+
+    /// The query parameter `name` as a UUID; nil when absent, 422 naming it when malformed.
+    func uuidQuery(_ name: String) throws -> UUID? {
+        guard let text = uri.queryParameters[Substring(name)] else { return nil }
+        guard let id = UUID(uuidString: String(text)) else { throw APIError.validation(name, "must be a UUID") }
+        return id
+    }
+
+    /// The query parameter `name` as one of `E`'s values; nil when absent, 422 listing them otherwise.
+    func enumQuery<E: RawRepresentable & CaseIterable>(_: E.Type, _ name: String) throws -> E? where E.RawValue == String {
+        guard let text = uri.queryParameters[Substring(name)] else { return nil }
+        guard let value = E(rawValue: String(text)) else {
+            throw APIError.validation(name, "must be one of \(E.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return value
+    }
+
+    /// The query parameter `name` as a date `YYYY-MM-DD`; nil when absent, 422 naming it when malformed.
+    func dateQuery(_ name: String) throws -> PostgresDate? {
+        guard let text = uri.queryParameters[Substring(name)] else { return nil }
+        guard let date = PostgresDate(iso8601: String(text)) else { throw APIError.validation(name, "must be a date such as 2027-01-31") }
+        return date
+    }
+
+    /// The period `from`–`to` (whole UTC days, inclusive): by default the 365 days ending today,
+    /// at most `maxDays` long.
+    func period(maxDays: Int32) throws -> (from: PostgresDate, to: PostgresDate) {
+        let to = try dateQuery("to") ?? PostgresDate.today()
+        let from = try dateQuery("from") ?? PostgresDate(daysSince2000: to.daysSince2000 - 364)
+        guard from <= to else { throw APIError.validation("from", "must not be after to") }
+        guard to.daysSince2000 - from.daysSince2000 < maxDays else { throw APIError.validation("from", "the period may span at most \(maxDays) days") }
+        return (from, to)
     }
 
     /// The search text `q`: at most 200 characters, without NUL.

@@ -325,24 +325,14 @@ struct TechnologyController: Sendable {
         }
         query.trlMin = try trl("trl_min")
         query.trlMax = try trl("trl_max")
-        if let text = parameters["status"] {
-            guard let status = TechnologyStatus(rawValue: String(text)) else {
-                throw APIError.validation("status", "must be one of \(TechnologyStatus.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            query.status = status
-        }
-        for (name, keyPath) in [("sub_park_id", \TechnologyQuery.subParkID), ("owner_id", \TechnologyQuery.ownerID)] {
-            guard let text = parameters[Substring(name)] else { continue }
-            guard let id = UUID(uuidString: String(text)) else { throw APIError.validation(name, "must be a UUID") }
-            query[keyPath: keyPath] = id
-        }
+        query.status = try request.enumQuery(TechnologyStatus.self, "status")
+        query.subParkID = try request.uuidQuery("sub_park_id")
+        query.ownerID = try request.uuidQuery("owner_id")
         let offset = try Cursor.offset(cursorText, max: Technologies.maxSearchOffset)
         let page = try await technologies.search(query, visibleTo: identity, limit: limit, offset: offset)
         let next = Cursor.next(offset: page.nextOffset, max: Technologies.maxSearchOffset)
-        var items: [TechnologyBody] = []
-        for technology in page.items { items.append(TechnologyBody(technology: technology, description: try await confidentialDescription(technology, identity))) }
-        return try Reply.json(PageBody(data: items,
-                                       nextCursor: next))
+        let descriptions = try await confidentialDescriptions(page.items, identity)
+        return try Reply.json(PageBody(data: zip(page.items, descriptions).map { TechnologyBody(technology: $0, description: $1) }, nextCursor: next))
     }
 
     func update(_ request: Request, _ context: AppRequestContext) async throws -> Reply {
@@ -416,9 +406,11 @@ struct TechnologyController: Sendable {
     func visible(_ request: Request, _ context: AppRequestContext) async throws -> (Technology, Identity) {
         let identity = try context.requireIdentity()
         guard let technology = try await technologies.get(request.uuidParameter("id", context)) else { throw APIError.notFound }
-        let subParkID = try await organizations.get(technology.ownerID)?.subParkID
+        let subParkID = try await organizations.subPark(of: technology.ownerID, seenBy: identity)
         if !identity.canSee(technology, ownerSubParkID: subParkID) {
-            guard try await deals.isCounterparty(identity.organizationID, of: technology.id) else { throw APIError.notFound }
+            guard try await deals.counterpartyTechnologies(of: identity.organizationID, among: [technology.id]).contains(technology.id) else {
+                throw APIError.notFound
+            }
         }
         return (technology, identity)
     }
@@ -432,15 +424,17 @@ struct TechnologyController: Sendable {
         return (technology, identity)
     }
 
-    /// The description if the caller may read it: the owner, the committee, the operator, and
-    /// the buyer or broker of a proposed (or later) deal on the technology.
-    func confidentialDescription(_ technology: Technology, _ identity: Identity) async throws -> String? {
-        if identity.canReadConfidential(technology) { return technology.description }
-        return try await deals.isCounterparty(identity.organizationID, of: technology.id) ? technology.description : nil
+    /// Each technology's description if the caller may read it (nil otherwise): the owner, the
+    /// committee, the operator, and the buyer or broker of a proposed (or later) deal on it. One
+    /// query for the whole list, and none if the caller reads them all anyway.
+    func confidentialDescriptions(_ technologies: [Technology], _ identity: Identity) async throws -> [String?] {
+        let others = technologies.filter { !identity.canReadConfidential($0) }.map(\.id)
+        let counterparty = try await deals.counterpartyTechnologies(of: identity.organizationID, among: others)
+        return technologies.map { identity.canReadConfidential($0) || counterparty.contains($0.id) ? $0.description : nil }
     }
 
     func reply(_ technology: Technology, _ identity: Identity, status: HTTPResponse.Status = .ok) async throws -> Reply {
-        var reply = try Reply.json(TechnologyBody(technology: technology, description: try await confidentialDescription(technology, identity)), status: status)
+        var reply = try Reply.json(TechnologyBody(technology: technology, description: try await confidentialDescriptions([technology], identity)[0]), status: status)
         reply.headers[.eTag] = Self.etag(technology)
         return reply
     }
@@ -453,7 +447,7 @@ struct TechnologyController: Sendable {
         }
         var visibleHolder: UUID?
         if let holder = try await technologies.get(holderID) {
-            let subParkID = try await organizations.get(holder.ownerID)?.subParkID
+            let subParkID = try await organizations.subPark(of: holder.ownerID, seenBy: identity)
             if identity.canSee(holder, ownerSubParkID: subParkID) { visibleHolder = holder.id }
         }
         let detail = visibleHolder.map { "\(field): this right belongs to technology \($0.uuidString.lowercased())" }

@@ -535,10 +535,10 @@ public struct Deals: Sendable {
 
     /// Deals `identity` may see, newest first, after the cursor `(created_at, id)`.
     public func list(visibleTo identity: Identity, status: DealStatus?, technologyID: UUID?, limit: Int, after cursor: (Date, UUID)?) async throws -> (items: [Deal], next: (Date, UUID)?) {
-        let ids = try await pool.withConnection { connection in
-            try await connection.query(
+        let (ids, items) = try await pool.withConnection { connection in
+            let ids = try await connection.query(
                 """
-                SELECT d.id, d.created_at FROM techbank.deals d
+                SELECT d.id FROM techbank.deals d
                   JOIN techbank.organizations s ON s.id = d.seller_id
                   JOIN techbank.organizations b ON b.id = d.buyer_id
                  WHERE ($1 OR $2 IN (d.seller_id, d.buyer_id, d.broker_id) OR $2 IN (s.sub_park_id, b.sub_park_id))
@@ -547,10 +547,7 @@ public struct Deals: Sendable {
                  ORDER BY d.created_at DESC, d.id DESC LIMIT $7
                 """,
                 [identity.readsEverything, identity.organizationID, status?.rawValue, technologyID, cursor?.0, cursor?.1, Int64(limit + 1)])
-        }
-        var items: [Deal] = []
-        for row in ids.prefix(limit) {
-            if let deal = try await get(try row.decode(UUID.self, at: 0)) { items.append(deal) }
+            return (ids, try await Self.load(connection, try ids.prefix(limit).map { try $0.decode(UUID.self, at: 0) }, lock: false))
         }
         return (items, ids.count > limit ? items.last.map { ($0.createdAt, $0.id) } : nil)
     }
@@ -577,7 +574,7 @@ public struct Deals: Sendable {
         let rows = try await pool.withConnection { connection in
             try await connection.query(
                 """
-                SELECT \(Self.registrationColumns.split(separator: ",").map { "r." + $0.trimmingCharacters(in: .whitespaces) }.joined(separator: ", "))
+                SELECT \(qualified(Self.registrationColumns, by: "r"))
                   FROM techbank.registrations r JOIN techbank.deals d ON d.id = r.deal_id
                   JOIN techbank.organizations s ON s.id = d.seller_id JOIN techbank.organizations b ON b.id = d.buyer_id
                  WHERE r.filing_due_on IS NOT NULL AND r.filing_due_on <= $3
@@ -589,15 +586,18 @@ public struct Deals: Sendable {
         return (try rows.prefix(limit).map(Self.decodeRegistration), rows.count > limit ? offset + limit : nil)
     }
 
-    /// Whether `organizationID` is the buyer or broker of a proposed-or-later deal on the
-    /// technology: such parties may read its confidential description.
-    public func isCounterparty(_ organizationID: UUID, of technologyID: UUID) async throws -> Bool {
-        try await pool.withConnection { connection in
-            !(try await connection.query(
+    /// Those of `technologyIDs` on which `organizationID` is the buyer or broker of a
+    /// proposed-or-later deal: such parties may read the technology's confidential description.
+    public func counterpartyTechnologies(of organizationID: UUID, among technologyIDs: [UUID]) async throws -> Set<UUID> {
+        guard !technologyIDs.isEmpty else { return [] }
+        let rows = try await pool.withConnection { connection in
+            try await connection.query(
                 """
-                SELECT 1 FROM techbank.deals WHERE technology_id = $1 AND $2 IN (buyer_id, broker_id) AND status NOT IN ('draft', 'cancelled') LIMIT 1
-                """, [technologyID, organizationID])).isEmpty
+                SELECT DISTINCT technology_id FROM techbank.deals
+                 WHERE technology_id = ANY($1) AND $2 IN (buyer_id, broker_id) AND status NOT IN ('draft', 'cancelled')
+                """, [technologyIDs, organizationID])
         }
+        return Set(try rows.map { try $0.decode(UUID.self, at: 0) })
     }
 
     // MARK: Internals
@@ -612,12 +612,10 @@ public struct Deals: Sendable {
     func transition(_ id: UUID, actor: UUID, event: String, detail: [String: any Sendable & Encodable] = [:],
                     _ change: @escaping @Sendable (PostgresConnection, Deal) async throws -> Void) async throws -> Deal {
         let extra = try JSONB(encoding: detail.mapValues { AnyEncodable($0) })
-        try await pool.withRetries {
-            try await pool.withTransaction { connection in
-                let deal = try await Self.lock(connection, id)
-                try await change(connection, deal)
-                try await Self.journal(connection, id, event, actor: actor, detail: extra)
-            }
+        try await pool.withTransaction { connection in
+            let deal = try await Self.lock(connection, id)
+            try await change(connection, deal)
+            try await Self.journal(connection, id, event, actor: actor, detail: extra)
         }
         return try await require(id)
     }
@@ -628,35 +626,47 @@ public struct Deals: Sendable {
     }
 
     static func load(_ connection: PostgresConnection, _ id: UUID, lock: Bool) async throws -> Deal? {
+        try await load(connection, [id], lock: lock).first
+    }
+
+    /// The deals `ids`, in that order (missing ones left out), with their milestones: two queries.
+    static func load(_ connection: PostgresConnection, _ ids: [UUID], lock: Bool) async throws -> [Deal] {
         let rows = try await connection.query(
             """
             SELECT id, technology_id, seller_id, buyer_id, broker_id, match_id, created_by, status, version, terms, approval_rule,
                    seller_signed_at, buyer_signed_at, signed_at, funded_at, created_at, updated_at
-              FROM techbank.deals WHERE id = $1 \(lock ? "FOR UPDATE" : "")
-            """, [id])
-        guard let row = rows.first else { return nil }
-        let milestones = try await connection.query(
+              FROM techbank.deals WHERE id = ANY($1) \(lock ? "FOR UPDATE" : "")
+            """, [ids])
+        let milestoneRows = try await connection.query(
             """
-            SELECT number, name, amount, due_on, evidence_required, status, evidence, dispute_reason, resolution_reason
-              FROM techbank.deal_milestones WHERE deal_id = $1 ORDER BY number
+            SELECT deal_id, number, name, amount, due_on, evidence_required, status, evidence, dispute_reason, resolution_reason
+              FROM techbank.deal_milestones WHERE deal_id = ANY($1) ORDER BY deal_id, number
             """,
-            [id])
-        let statusText = try row.decode(String.self, at: 7)
-        guard let status = DealStatus(rawValue: statusText) else { throw PostgresError(code: .decoding, message: "unknown deal status \(statusText)") }
-        return Deal(
-            id: try row.decode(UUID.self, at: 0), technologyID: try row.decode(UUID.self, at: 1), sellerID: try row.decode(UUID.self, at: 2),
-            buyerID: try row.decode(UUID.self, at: 3), brokerID: try row.decode(UUID?.self, at: 4), matchID: try row.decode(UUID?.self, at: 5),
-            createdBy: try row.decode(UUID.self, at: 6), status: status, version: try row.decode(Int.self, at: 8),
-            terms: try row.decode(JSONB.self, at: 9).decode(DealTerms.self), approvalRule: try row.decode(String?.self, at: 10),
-            sellerSignedAt: try row.decode(Date?.self, at: 11), buyerSignedAt: try row.decode(Date?.self, at: 12), signedAt: try row.decode(Date?.self, at: 13),
-            fundedAt: try row.decode(Date?.self, at: 14), createdAt: try row.decode(Date.self, at: 15), updatedAt: try row.decode(Date.self, at: 16),
-            milestones: try milestones.map {
-                MilestoneState(number: try $0.decode(Int.self, at: 0), name: try $0.decode(String.self, at: 1), amount: try $0.decode(Int64.self, at: 2),
-                               dueOn: try $0.decode(PostgresDate.self, at: 3), evidenceRequired: try $0.decode(Bool.self, at: 4),
-                               status: MilestoneStatus(rawValue: try $0.decode(String.self, at: 5)) ?? .scheduled,
-                               evidence: try $0.decode(String?.self, at: 6), disputeReason: try $0.decode(String?.self, at: 7),
-                               resolutionReason: try $0.decode(String?.self, at: 8))
-            })
+            [ids])
+        var milestones: [UUID: [MilestoneState]] = [:]
+        for row in milestoneRows {
+            milestones[try row.decode(UUID.self, at: 0), default: []].append(MilestoneState(
+                number: try row.decode(Int.self, at: 1), name: try row.decode(String.self, at: 2), amount: try row.decode(Int64.self, at: 3),
+                dueOn: try row.decode(PostgresDate.self, at: 4), evidenceRequired: try row.decode(Bool.self, at: 5),
+                status: MilestoneStatus(rawValue: try row.decode(String.self, at: 6)) ?? .scheduled,
+                evidence: try row.decode(String?.self, at: 7), disputeReason: try row.decode(String?.self, at: 8),
+                resolutionReason: try row.decode(String?.self, at: 9)))
+        }
+        var deals: [UUID: Deal] = [:]
+        for row in rows {
+            let id = try row.decode(UUID.self, at: 0)
+            let statusText = try row.decode(String.self, at: 7)
+            guard let status = DealStatus(rawValue: statusText) else { throw PostgresError(code: .decoding, message: "unknown deal status \(statusText)") }
+            deals[id] = Deal(
+                id: id, technologyID: try row.decode(UUID.self, at: 1), sellerID: try row.decode(UUID.self, at: 2),
+                buyerID: try row.decode(UUID.self, at: 3), brokerID: try row.decode(UUID?.self, at: 4), matchID: try row.decode(UUID?.self, at: 5),
+                createdBy: try row.decode(UUID.self, at: 6), status: status, version: try row.decode(Int.self, at: 8),
+                terms: try row.decode(JSONB.self, at: 9).decode(DealTerms.self), approvalRule: try row.decode(String?.self, at: 10),
+                sellerSignedAt: try row.decode(Date?.self, at: 11), buyerSignedAt: try row.decode(Date?.self, at: 12), signedAt: try row.decode(Date?.self, at: 13),
+                fundedAt: try row.decode(Date?.self, at: 14), createdAt: try row.decode(Date.self, at: 15), updatedAt: try row.decode(Date.self, at: 16),
+                milestones: milestones[id] ?? [])
+        }
+        return ids.compactMap { deals[$0] }
     }
 
     static func illegal(_ verb: String, _ status: DealStatus) -> TechBankError {

@@ -193,7 +193,7 @@ public struct Demands: Sendable {
         let rows = try await pool.withConnection { connection in
             try await connection.query(
                 """
-                SELECT \(Self.columns.split(separator: ",").map { "d." + $0.trimmingCharacters(in: .whitespaces) }.joined(separator: ", "))
+                SELECT \(qualified(Self.columns, by: "d"))
                   FROM techbank.demands d JOIN techbank.organizations o ON o.id = d.owner_id
                  WHERE ($1 OR d.owner_id = $2 OR d.posted_by = $2 OR o.sub_park_id = $2 OR d.status = 'open')
                    AND ($3::text IS NULL OR d.search_text ILIKE $10 OR $3 <% d.search_text)
@@ -267,21 +267,20 @@ public struct Demands: Sendable {
     @discardableResult
     public func expire(before today: PostgresDate, limit: Int = 1_000) async throws -> Int {
         try await pool.withTransaction { connection in
-            let rows = try await connection.query(
+            // One statement expires them and journals each with its own deadline (not the cut-off date).
+            try await connection.query(
                 """
-                UPDATE techbank.demands SET status = 'expired', version = version + 1, updated_at = now()
-                 WHERE id IN (SELECT id FROM techbank.demands WHERE status IN ('open', 'matched') AND deadline < $1
-                               ORDER BY deadline LIMIT $2 FOR UPDATE SKIP LOCKED)
-                RETURNING id, deadline
+                WITH expired AS (
+                    UPDATE techbank.demands SET status = 'expired', version = version + 1, updated_at = now()
+                     WHERE id IN (SELECT id FROM techbank.demands WHERE status IN ('open', 'matched') AND deadline < $1
+                                   ORDER BY deadline LIMIT $2 FOR UPDATE SKIP LOCKED)
+                    RETURNING id, deadline
+                )
+                SELECT count(*), ledger.journal_append_many(array_agg('demand_expired'::text ORDER BY deadline, id), array_agg(id ORDER BY deadline, id),
+                                                            array_agg(jsonb_build_object('deadline', deadline) ORDER BY deadline, id))
+                  FROM expired
                 """,
-                [today, Int64(limit)])
-            for row in rows {
-                // The demand's own deadline (not the cut-off date), as in the other demand events.
-                try await connection.query(
-                    "SELECT ledger.journal_append('demand_expired', $1, jsonb_build_object('deadline', $2::date))",
-                    [try row.decode(UUID.self, at: 0), try row.decode(PostgresDate.self, at: 1)])
-            }
-            return rows.count
+                [today, Int64(limit)])[0].decode(Int.self, at: 0)
         }
     }
 

@@ -173,7 +173,7 @@ public struct Matches: Sendable {
         let rows = try await pool.withConnection { connection in
             try await connection.query(
                 """
-                SELECT \(Self.columns.split(separator: ",").map { "m." + $0.trimmingCharacters(in: .whitespaces) }.joined(separator: ", "))
+                SELECT \(qualified(Self.columns, by: "m"))
                   FROM techbank.matches m
                   JOIN techbank.organizations s ON s.id = m.seller_id
                   JOIN techbank.organizations b ON b.id = m.buyer_id

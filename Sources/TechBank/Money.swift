@@ -94,6 +94,9 @@ public struct CurrencyBalances: Sendable, Equatable {
 
 /// Deposits, withdrawals and balances: the bank's side of organizations' money.
 public struct Money: Sendable {
+    /// The most accounts a balances listing shows.
+    public static let maxAccountsListed = 1_000
+
     public let pool: PostgresPool
 
     public init(pool: PostgresPool) { self.pool = pool }
@@ -104,15 +107,7 @@ public struct Money: Sendable {
     ///   currency the ledger does not know; `PaymentRefused` for a withdrawal beyond the available balance.
     public func move(_ direction: PaymentDirection, organizationID: UUID, amount: Int64, currency: String, externalRef: String, actor: UUID) async throws -> Transfer {
         do {
-            return try await moveOnce(direction, organizationID: organizationID, amount: amount, currency: currency, externalRef: externalRef, actor: actor)
-        } catch let error as PostgresError where error.constraint == "accounts_currency_fkey" {
-            throw TechBankError(.validation, field: "currency", "the ledger does not know this currency")
-        }
-    }
-
-    private func moveOnce(_ direction: PaymentDirection, organizationID: UUID, amount: Int64, currency: String, externalRef: String, actor: UUID) async throws -> Transfer {
-        try await pool.withRetries {
-            try await pool.withTransaction { connection in
+            return try await pool.withTransaction { connection in
                 let bank = try await Self.bankID(connection)
                 let operating = AccountRole.operating(organizationID).account(currency)
                 let settlement = AccountRole.settlement(bank: bank).account(currency)
@@ -139,25 +134,20 @@ public struct Money: Sendable {
                 guard let transfer = results.first?.transfer else { throw PaymentRefused(outcome: .accountNotFound, detail: nil) }
                 return transfer
             }
+        } catch let error as PostgresError where error.constraint == "accounts_currency_fkey" {
+            throw TechBankError(.validation, field: "currency", "the ledger does not know this currency")
         }
     }
 
     /// Every account `organizationID` owns, by currency, with totals.
     public func balances(of organizationID: UUID) async throws -> [CurrencyBalances] {
-        let ledger = Ledger(pool: pool)
-        let ids = try await pool.withConnection { connection in
-            try await connection.query("SELECT id FROM ledger.accounts WHERE owner_id = $1 ORDER BY currency, code, created_at, id LIMIT 1000", [organizationID])
-        }
-        var accounts: [Account] = []
-        for row in ids {
-            if let account = try await ledger.account(try row.decode(UUID.self, at: 0)) { accounts.append(account) }
-        }
+        let accounts = try await Ledger(pool: pool).accounts(ownedBy: organizationID, limit: Self.maxAccountsListed)
         return Dictionary(grouping: accounts, by: \.currency).sorted { $0.key < $1.key }.map { currency, accounts in
-            CurrencyBalances(currency: currency, accounts: accounts, total: Self.total(currency, accounts))
+            CurrencyBalances(currency: currency, accounts: accounts, total: Self.total(accounts))
         }
     }
 
-    static func total(_ currency: String, _ accounts: [Account]) -> CurrencyBalances.Totals {
+    static func total(_ accounts: [Account]) -> CurrencyBalances.Totals {
         var sums: [Int64] = [0, 0, 0, 0]
         for account in accounts {
             for (index, value) in [account.debitsPosted, account.creditsPosted, account.debitsPending, account.creditsPending].enumerated() {

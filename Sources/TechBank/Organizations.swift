@@ -75,6 +75,13 @@ public struct Organizations: Sendable {
 
     public init(pool: PostgresPool) { self.pool = pool }
 
+    /// The sub-park `organizationID` belongs to, as far as `identity`'s view depends on it: only a
+    /// sub-park sees objects for their owner's membership, so for anyone else this is nil, without a query.
+    public func subPark(of organizationID: UUID, seenBy identity: Identity) async throws -> UUID? {
+        guard identity.kind == .subPark else { return nil }
+        return try await get(organizationID)?.subParkID
+    }
+
     /// Creates an organization.
     /// - Throws: `TechBankError` if the sub-park does not exist or is not a sub-park, or if a sub-park
     ///   is given for a kind that has none.
@@ -270,7 +277,7 @@ public struct Organizations: Sendable {
     static func newSecret() -> String {
         var generator = SystemRandomNumberGenerator()
         let bytes = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
-        return keyPrefix + bytes.map { String(format: "%02x", $0) }.joined()
+        return keyPrefix + Hex.encode(bytes)
     }
 
     static func hash(_ secret: String) -> Data {

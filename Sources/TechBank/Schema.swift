@@ -61,3 +61,8 @@ public enum SchemaError: Error, CustomStringConvertible {
         }
     }
 }
+
+/// `columns` (a comma-separated column list) with each column prefixed by the table alias `alias`.
+func qualified(_ columns: String, by alias: String) -> String {
+    columns.split(separator: ",").map { "\(alias)." + $0.trimmingCharacters(in: .whitespacesAndNewlines) }.joined(separator: ", ")
+}

@@ -298,7 +298,7 @@ public struct Technologies: Sendable {
         let rows = try await pool.withConnection { connection in
             try await connection.query(
                 """
-                SELECT \(Self.columns.split(separator: ",").map { "t." + $0.trimmingCharacters(in: .whitespacesAndNewlines) }.joined(separator: ", "))
+                SELECT \(qualified(Self.columns, by: "t"))
                   FROM techbank.technologies t JOIN techbank.organizations o ON o.id = t.owner_id
                  WHERE ($1 OR t.owner_id = $2 OR o.sub_park_id = $2 OR t.status = 'listed')
                    AND ($3::text IS NULL OR t.search_text ILIKE $12 OR $3 <% t.search_text)

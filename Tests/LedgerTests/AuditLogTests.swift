@@ -102,8 +102,6 @@ struct AuditLogTests {
         }
     }
 
-    static func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
-
     final class Box<Value: Sendable>: Sendable {
         let value: Mutex<Value>
         init(_ value: Value) { self.value = Mutex(value) }
@@ -493,7 +491,7 @@ struct AuditLogTests {
         #expect(signer.publicKey == publicKey)
         // key id = SHA-256(name ‖ 0x0A ‖ 0x01 ‖ public key)[:4], computed here independently
         let keyID = Array(SHA256.hash(data: Data(Self.origin.utf8) + Data([0x0A, 0x01]) + Data(publicKey)).prefix(4))
-        #expect(signer.verifierKey == "\(Self.origin)+\(Self.hex(keyID))+\(Data([0x01] + publicKey).base64EncodedString())")
+        #expect(signer.verifierKey == "\(Self.origin)+\(Hex.encode(keyID))+\(Data([0x01] + publicKey).base64EncodedString())")
 
         let note = try signer.sign(size: 42, root: Self.root)
         let text = "\(Self.origin)\n42\n\(Data(Self.root).base64EncodedString())\n"
@@ -630,7 +628,7 @@ struct AuditLogTests {
                 let from = try #require(query["from"].flatMap { Int($0) }), to = try #require(query["to"].flatMap { Int($0) })
                 try #require(from <= to && to <= self.tree.size, "\(path)")
                 let proof = try await self.tree.consistencyProof(oldSize: from, newSize: to)
-                return try JSONSerialization.data(withJSONObject: ["from": from, "to": to, "proof": proof.map(AuditLogTests.hex)])
+                return try JSONSerialization.data(withJSONObject: ["from": from, "to": to, "proof": proof.map { Hex.encode($0) }])
             }
         }
     }

@@ -16,8 +16,6 @@ struct MerkleTests {
         "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c", "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
     ]
 
-    static func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
-
     /// The RFC's definition, recursively, as the reference.
     static func referenceRoot(_ leaves: ArraySlice<Merkle.Hash>) -> Merkle.Hash {
         if leaves.isEmpty { return Merkle.emptyRoot }
@@ -32,10 +30,10 @@ struct MerkleTests {
 
     @Test func rootsMatchThePublishedTestVectors() async throws {
         var tree = InMemoryMerkleTree()
-        #expect(Self.hex(try await tree.root(size: 0)) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(Hex.encode(try await tree.root(size: 0)) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
         for (index, leaf) in Self.vectorLeaves.enumerated() {
             tree.append(Merkle.leafHash(leaf))
-            #expect(Self.hex(try await tree.root(size: index + 1)) == Self.vectorRoots[index], "size \(index + 1)")
+            #expect(Hex.encode(try await tree.root(size: index + 1)) == Self.vectorRoots[index], "size \(index + 1)")
         }
     }
 

@@ -13,14 +13,6 @@ import TestSupport
 struct AuditAPITests {
     // MARK: Helpers
 
-    static func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
-
-    static func bytes(hex: String) -> [UInt8]? {
-        let digits = Array(hex.utf8)
-        guard digits.count % 2 == 0 else { return nil }
-        return stride(from: 0, to: digits.count, by: 2).compactMap { UInt8(String(decoding: digits[$0...$0 + 1], as: UTF8.self), radix: 16) }
-    }
-
     /// The verifier key and the raw public key the server publishes.
     static func publicKey(_ api: API, key: String = operatorKey) async throws -> (verifierKey: String, publicKey: [UInt8]) {
         let response = try await api.call(.get, "/v1/audit/public-key", key: key)
@@ -104,7 +96,7 @@ struct AuditAPITests {
             let parts = verifierKey.split(separator: "+", maxSplits: 2).map(String.init)
             try #require(parts.count == 3, "\(verifierKey)")
             #expect(Data(base64Encoded: parts[2]).map(Array.init) == [0x01] + publicKey)
-            #expect(parts[1] == Self.hex(Array(SHA256.hash(data: Array(parts[0].utf8) + [0x0A, 0x01] + publicKey).prefix(4))))
+            #expect(parts[1] == Hex.encode(Array(SHA256.hash(data: Array(parts[0].utf8) + [0x0A, 0x01] + publicKey).prefix(4))))
 
             let (first, _) = try await Self.checkpoint(api, verifierKey: verifierKey)
             #expect(first.origin == parts[0])
@@ -119,7 +111,7 @@ struct AuditAPITests {
             try #require(json.status == .ok, "\(json)")
             #expect(json.contentType?.hasPrefix("application/json") == true, "\(json)")
             #expect(json.json["size"].int == Int64(first.size))
-            #expect(json.json["root_hash"].string == Self.hex(first.root))
+            #expect(json.json["root_hash"].string == Hex.encode(first.root))
             let jsonNote = try #require(json.json["note"].string)
             #expect(try CheckpointVerifier(verifierKey: verifierKey).verify(jsonNote) == first)
 
@@ -139,7 +131,7 @@ struct AuditAPITests {
                 let response = try await api.call(.get, "/v1/audit/proofs/consistency?from=\(old)&to=\(second.size)")
                 try #require(response.status == .ok, "\(response)")
                 #expect(response.json["from"].int == Int64(old) && response.json["to"].int == Int64(second.size))
-                let proof = try response.json["proof"].array.map { try #require($0.string.flatMap(Self.bytes(hex:))) }
+                let proof = try response.json["proof"].array.map { try #require($0.string.flatMap(Hex.decode)) }
                 let hashSized = proof.allSatisfy { $0.count == 32 }
                 #expect(hashSized)
                 #expect(Merkle.verifyConsistency(oldSize: old, newSize: second.size, oldRoot: oldRoot, newRoot: second.root, proof: proof),
@@ -153,7 +145,7 @@ struct AuditAPITests {
             }
             // and between two older sizes, which proves the first checkpoint's prefix of the second
             let response = try await api.call(.get, "/v1/audit/proofs/consistency?from=1&to=\(first.size)")
-            let proof = try response.json["proof"].array.map { try #require($0.string.flatMap(Self.bytes(hex:))) }
+            let proof = try response.json["proof"].array.map { try #require($0.string.flatMap(Hex.decode)) }
             #expect(Merkle.verifyConsistency(oldSize: 1, newSize: first.size, oldRoot: leaves[0], newRoot: first.root, proof: proof))
         }
     }
@@ -176,7 +168,7 @@ struct AuditAPITests {
                 let canonicalText = try #require(event["canonical"].string)
                 let canonical = Array(try #require(Data(base64Encoded: canonicalText)))
                 let leafHash = Array(SHA256.hash(data: [0x00] + canonical))
-                #expect(event["leaf_hash"].string == Self.hex(leafHash), "leaf \(seq)")
+                #expect(event["leaf_hash"].string == Hex.encode(leafHash), "leaf \(seq)")
                 // the canonical bytes are the entry itself
                 let fields = JSON.parse(Data(canonical))
                 #expect(fields["shard"] == event["shard"] && fields["seq"] == event["shard_seq"], "\(fields)")
@@ -188,8 +180,8 @@ struct AuditAPITests {
                     let proof = try await api.call(.get, "/v1/audit/proofs/inclusion?seq=\(seq)&size=\(size)")
                     try #require(proof.status == .ok, "\(proof)")
                     #expect(proof.json["leaf_index"].int == Int64(seq) && proof.json["tree_size"].int == Int64(size))
-                    #expect(proof.json["leaf_hash"].string == Self.hex(leafHash))
-                    let path = try proof.json["audit_path"].array.map { try #require($0.string.flatMap(Self.bytes(hex:))) }
+                    #expect(proof.json["leaf_hash"].string == Hex.encode(leafHash))
+                    let path = try proof.json["audit_path"].array.map { try #require($0.string.flatMap(Hex.decode)) }
                     if size == checkpoint.size {
                         #expect(Merkle.verifyInclusion(leafHash: leafHash, index: seq, size: size, path: path, root: checkpoint.root), "leaf \(seq)")
                         var other = leafHash

@@ -95,18 +95,9 @@ struct OpenAPITests {
         let file = directory.appendingPathComponent("openapi.json")
         try Data(contentsOf: Self.documentURL).write(to: file)
 
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-m", "openapi_spec_validator", file.path]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
+        let run = try runPython(["-m", "openapi_spec_validator", file.path])
         #expect(
-            process.terminationReason == .exit && process.terminationStatus == 0,
-            "python3 -m openapi_spec_validator exited with \(process.terminationStatus) (install it with `pip install openapi-spec-validator`):\n\(text)")
+            run.reason == .exit && run.status == 0,
+            "python3 -m openapi_spec_validator exited with \(run.status) (install it with `pip install openapi-spec-validator`):\n\(run.output)")
     }
 }

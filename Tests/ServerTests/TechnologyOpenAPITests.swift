@@ -9,20 +9,6 @@ import Testing
 /// fields and enums the code accepts, and real responses validate against the schemas.
 @Suite("Technology registry: OpenAPI document")
 struct TechnologyOpenAPITests {
-    static func schemas() throws -> [String: [String: Any]] {
-        let components = try #require(try OpenAPITests.document()["components"] as? [String: Any])
-        let schemas = try #require(components["schemas"] as? [String: Any])
-        return schemas.compactMapValues { $0 as? [String: Any] }
-    }
-
-    static func properties(_ schema: [String: Any]?) -> Set<String> {
-        Set((schema?["properties"] as? [String: Any])?.keys.map { $0 } ?? [])
-    }
-
-    static func enumeration(_ schema: Any?) -> Set<String> {
-        Set(((schema as? [String: Any])?["enum"] as? [String]) ?? [])
-    }
-
     @Test func theRegistryOperationsAreDocumented() throws {
         let operations = try OpenAPITests.operations(OpenAPITests.document())
         let expected = [
@@ -69,27 +55,27 @@ struct TechnologyOpenAPITests {
     }
 
     @Test func theSchemasListWhatTheServerAccepts() throws {
-        let schemas = try Self.schemas()
-        #expect(Self.properties(schemas["CreateTechnology"]) == TechnologyController.CreateTechnology.knownFields)
-        #expect(Self.properties(schemas["UpdateTechnology"]) == TechnologyController.UpdateTechnology.knownFields)
-        #expect(Self.properties(schemas["Inventor"]) == TechnologyController.CreateTechnology.nestedKnownFields["inventors"])
-        #expect(Self.properties(schemas["IPRightInput"]) == TechnologyController.CreateTechnology.nestedKnownFields["ip_rights"])
-        #expect(Self.properties(schemas["AskingTerms"]) == ["deal_kinds", "price_min", "price_max", "currency"])
+        let schemas = try OpenAPISchemas.schemas()
+        #expect(OpenAPISchemas.properties(schemas["CreateTechnology"]) == TechnologyController.CreateTechnology.knownFields)
+        #expect(OpenAPISchemas.properties(schemas["UpdateTechnology"]) == TechnologyController.UpdateTechnology.knownFields)
+        #expect(OpenAPISchemas.properties(schemas["Inventor"]) == TechnologyController.CreateTechnology.nestedKnownFields["inventors"])
+        #expect(OpenAPISchemas.properties(schemas["IPRightInput"]) == TechnologyController.CreateTechnology.nestedKnownFields["ip_rights"])
+        #expect(OpenAPISchemas.properties(schemas["AskingTerms"]) == ["deal_kinds", "price_min", "price_max", "currency"])
         for name in ["CreateTechnology", "UpdateTechnology", "Inventor", "IPRightInput", "AskingTerms"] {
             #expect(schemas[name]?["additionalProperties"] as? Bool == false, "\(name) must refuse unknown fields")
         }
         #expect(Set(schemas["CreateTechnology"]?["required"] as? [String] ?? []) == ["title", "summary", "field", "trl", "inventors"])
 
-        #expect(Self.enumeration(schemas["TechnologyStatus"]) == Set(TechnologyStatus.allCases.map(\.rawValue)))
-        #expect(Self.enumeration(schemas["IPRightType"]) == Set(IPRight.types))
-        #expect(Self.enumeration(schemas["IPRightStatus"]) == Set(IPRight.statuses))
+        #expect(OpenAPISchemas.enumeration(schemas["TechnologyStatus"]) == Set(TechnologyStatus.allCases.map(\.rawValue)))
+        #expect(OpenAPISchemas.enumeration(schemas["IPRightType"]) == Set(IPRight.types))
+        #expect(OpenAPISchemas.enumeration(schemas["IPRightStatus"]) == Set(IPRight.statuses))
         let dealKinds = ((schemas["AskingTerms"]?["properties"] as? [String: Any])?["deal_kinds"] as? [String: Any])?["items"]
-        #expect(Self.enumeration(dealKinds) == TechnologyController.dealKinds)
+        #expect(OpenAPISchemas.enumeration(dealKinds) == TechnologyController.dealKinds)
         let event = (schemas["TechnologyHistoryEntry"]?["properties"] as? [String: Any])?["event"]
-        #expect(Self.enumeration(event) == Set(["registered", "updated"] + TechnologyTransition.allCases.map(\.rawValue)))
+        #expect(OpenAPISchemas.enumeration(event) == Set(["registered", "updated"] + TechnologyTransition.allCases.map(\.rawValue)))
 
         let problem = try #require(schemas["Problem"])
-        #expect(Self.properties(problem).contains("holder_technology_id"))
+        #expect(OpenAPISchemas.properties(problem).contains("holder_technology_id"))
         let description = problem["description"] as? String ?? ""
         #expect(description.contains("`ip_right_taken`") && description.contains("`illegal_transition`"), "the Problem code list lacks the registry codes")
     }
@@ -130,39 +116,7 @@ struct TechnologyOpenAPITests {
             }
         }
         let samples = collected.withLock { $0 }
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("technology-openapi-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let sampleObjects: [[String: Any]] = try samples.map {
-            ["label": $0.label, "schema": $0.schema, "instance": try JSONSerialization.jsonObject(with: $0.body, options: [.fragmentsAllowed])]
-        }
-        let samplesFile = directory.appendingPathComponent("samples.json")
-        try JSONSerialization.data(withJSONObject: sampleObjects).write(to: samplesFile)
-        let script = """
-            import json, sys
-            from jsonschema import Draft202012Validator
-            doc = json.load(open(sys.argv[1]))
-            problems = []
-            for sample in json.load(open(sys.argv[2])):
-                root = dict(doc)
-                root["$ref"] = "#/components/schemas/" + sample["schema"]
-                validator = Draft202012Validator(root, format_checker=Draft202012Validator.FORMAT_CHECKER)
-                for error in validator.iter_errors(sample["instance"]):
-                    problems.append("%s (%s) at /%s: %s" % (sample["label"], sample["schema"], "/".join(map(str, error.absolute_path)), error.message[:300]))
-            print("\\n".join(problems))
-            sys.exit(1 if problems else 0)
-            """
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", script, OpenAPITests.documentURL.path, samplesFile.path]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationReason == .exit && process.terminationStatus == 0, "responses do not match openapi.json:\n\(text)")
+        try expectResponsesMatchSchemas(samples)
         #expect(samples.count == 14)
     }
 }
