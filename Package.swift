@@ -1,6 +1,15 @@
 // swift-tools-version:6.1
 import PackageDescription
 
+/// What the benchmarks in bench/ build on.
+let benchDependencies: [Target.Dependency] = [
+    "Ledger",
+    "Postgres",
+    "TechBank",
+    .product(name: "ArgumentParser", package: "swift-argument-parser"),
+    .product(name: "Logging", package: "swift-log"),
+]
+
 let package = Package(
     name: "techbank",
     platforms: [.macOS(.v15)],
@@ -80,28 +89,8 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        .executableTarget(
-            name: "LedgerBench",
-            dependencies: [
-                "Ledger",
-                "Postgres",
-                "TechBank",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
-            ],
-            path: "bench/LedgerBench"
-        ),
-        .executableTarget(
-            name: "ReportBench",
-            dependencies: [
-                "Ledger",
-                "Postgres",
-                "TechBank",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
-            ],
-            path: "bench/ReportBench"
-        ),
+        .executableTarget(name: "LedgerBench", dependencies: benchDependencies, path: "bench/LedgerBench"),
+        .executableTarget(name: "ReportBench", dependencies: benchDependencies, path: "bench/ReportBench"),
         .target(
             name: "TestSupport",
             dependencies: ["Postgres", "TechBank"],
