@@ -6,16 +6,11 @@ import TechBank
 /// `/v1/matches`: brokers introduce a listed technology to an open demand; the technology's owner
 /// and the demand's owner each accept or decline. Brokers see the matches they made, parties the
 /// matches about their objects, sub-parks their members', the committee and the operator all.
-///
-/// Also `/v1/sub-parks/{id}/activity`, the sub-park's view of its members' registry activity.
 struct MatchController: Sendable {
     let matches: Matches
     let organizations: Organizations
     let idempotency: Idempotency
     let maxBodyBytes: Int
-
-    /// The longest period an activity report covers, in days.
-    static let maxActivityDays: Int32 = 3_660
 
     // MARK: Bodies
 
@@ -67,33 +62,6 @@ struct MatchController: Sendable {
         }
     }
 
-    struct CountsBody: Encodable, Sendable {
-        let total: Int
-        let byField: [String: Int]
-        let byStatus: [String: Int]
-
-        enum CodingKeys: String, CodingKey {
-            case total
-            case byField = "by_field"
-            case byStatus = "by_status"
-        }
-    }
-
-    struct ActivityBody: Encodable, Sendable {
-        let subParkID: UUID
-        let from: String
-        let to: String
-        let members: Int
-        let technologies: CountsBody
-        let demands: CountsBody
-        let matches: CountsBody
-
-        enum CodingKeys: String, CodingKey {
-            case from, to, members, technologies, demands, matches
-            case subParkID = "sub_park_id"
-        }
-    }
-
     // MARK: Routes
 
     func register(on router: some RouterMethods<AppRequestContext>) {
@@ -105,7 +73,6 @@ struct MatchController: Sendable {
         for decision in MatchDecision.allCases {
             router.post("matches/:id/\(decision.rawValue)") { request, context in try await decide(request, context, decision).response }
         }
-        router.get("sub-parks/:id/activity") { request, context in try await activity(request, context).response }
     }
 
     @Sendable func create(_ request: Request, _ context: AppRequestContext) async throws -> Reply {
@@ -141,20 +108,6 @@ struct MatchController: Sendable {
         }
         guard let decided = try await matches.decide(match.id, decision, by: identity.organizationID) else { throw APIError.notFound }
         return try Reply.json(MatchBody(match: decided))
-    }
-
-    func activity(_ request: Request, _ context: AppRequestContext) async throws -> Reply {
-        let identity = try context.requireIdentity()
-        let id = try request.uuidParameter("id", context)
-        guard identity.readsEverything || identity.organizationID == id, let subPark = try await organizations.get(id), subPark.kind == .subPark else {
-            throw APIError.notFound
-        }
-        let (from, to) = try request.period(maxDays: Self.maxActivityDays)
-        let activity = try await organizations.activity(ofSubPark: id, from: from, through: to)
-        func counts(_ counts: SubParkActivity.Counts) -> CountsBody { CountsBody(total: counts.total, byField: counts.byField, byStatus: counts.byStatus) }
-        return try Reply.json(ActivityBody(subParkID: id, from: from.description, to: to.description, members: activity.members,
-                                           technologies: counts(activity.technologies), demands: counts(activity.demands),
-                                           matches: counts(activity.matches)))
     }
 
     /// The match named by `:id` if the caller may see it; 404 otherwise.

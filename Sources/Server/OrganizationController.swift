@@ -2,11 +2,15 @@ import Foundation
 import Hummingbird
 import TechBank
 
-/// `/v1/organizations` and their API keys.
+/// `/v1/organizations` and their API keys, and `/v1/sub-parks/{id}/activity`: a sub-park's view
+/// of its members' registry activity.
 struct OrganizationController: Sendable {
     let organizations: Organizations
     let idempotency: Idempotency
     let maxBodyBytes: Int
+
+    /// The longest period an activity report covers, in days.
+    static let maxActivityDays: Int32 = 3_660
 
     struct OrganizationBody: Encodable, Sendable {
         let id: UUID
@@ -83,6 +87,33 @@ struct OrganizationController: Sendable {
         }
     }
 
+    struct CountsBody: Encodable, Sendable {
+        let total: Int
+        let byField: [String: Int]
+        let byStatus: [String: Int]
+
+        enum CodingKeys: String, CodingKey {
+            case total
+            case byField = "by_field"
+            case byStatus = "by_status"
+        }
+    }
+
+    struct ActivityBody: Encodable, Sendable {
+        let subParkID: UUID
+        let from: String
+        let to: String
+        let members: Int
+        let technologies: CountsBody
+        let demands: CountsBody
+        let matches: CountsBody
+
+        enum CodingKeys: String, CodingKey {
+            case from, to, members, technologies, demands, matches
+            case subParkID = "sub_park_id"
+        }
+    }
+
     func register(on router: some RouterMethods<AppRequestContext>) {
         router.post("organizations") { request, context in
             try await idempotency.run(request, context: context) { request, context in try await create(request, context) }
@@ -93,6 +124,7 @@ struct OrganizationController: Sendable {
         router.post("organizations/:id/api-keys") { request, context in try await issueKey(request, context).response }
         router.get("organizations/:id/api-keys") { request, context in try await listKeys(request, context).response }
         router.delete("organizations/:id/api-keys/:key_id") { request, context in try await revokeKey(request, context) }
+        router.get("sub-parks/:id/activity") { request, context in try await activity(request, context).response }
     }
 
     @Sendable func create(_ request: Request, _ context: AppRequestContext) async throws -> Reply {
@@ -194,4 +226,19 @@ struct OrganizationController: Sendable {
     }
 
     static func etag(_ organization: Organization) -> String { versionETag(organization.version) }
+
+    func activity(_ request: Request, _ context: AppRequestContext) async throws -> Reply {
+        let identity = try context.requireIdentity()
+        let id = try request.uuidParameter("id", context)
+        guard identity.readsEverything || identity.organizationID == id, let subPark = try await organizations.get(id), subPark.kind == .subPark else {
+            throw APIError.notFound
+        }
+        let (from, to) = try request.period(maxDays: Self.maxActivityDays)
+        let activity = try await organizations.activity(ofSubPark: id, from: from, through: to)
+        func counts(_ counts: SubParkActivity.Counts) -> CountsBody { CountsBody(total: counts.total, byField: counts.byField, byStatus: counts.byStatus) }
+        return try Reply.json(ActivityBody(subParkID: id, from: from.description, to: to.description, members: activity.members,
+                                           technologies: counts(activity.technologies), demands: counts(activity.demands),
+                                           matches: counts(activity.matches)))
+    }
+
 }
