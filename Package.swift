@@ -1,11 +1,10 @@
 // swift-tools-version:6.1
 import PackageDescription
 
-/// What the benchmarks in bench/ build on.
+/// What the benchmarks in bench/ build on; the ledger's stands without TechBank.
 let benchDependencies: [Target.Dependency] = [
     "Ledger",
     "Postgres",
-    "TechBank",
     .product(name: "ArgumentParser", package: "swift-argument-parser"),
     .product(name: "Logging", package: "swift-log"),
 ]
@@ -50,7 +49,8 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+            ],
+            resources: [.copy("ledger.sql")]
         ),
         .target(
             name: "TechBank",
@@ -90,20 +90,26 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "LedgerBench", dependencies: benchDependencies, path: "bench/LedgerBench"),
-        .executableTarget(name: "ReportBench", dependencies: benchDependencies, path: "bench/ReportBench"),
+        .executableTarget(name: "ReportBench", dependencies: benchDependencies + ["TechBank"], path: "bench/ReportBench"),
         .target(
             name: "TestSupport",
-            dependencies: ["Postgres", "TechBank"],
+            dependencies: ["Postgres"],
             path: "Tests/TestSupport"
+        ),
+        .target(
+            name: "TechBankTestSupport",
+            dependencies: ["TechBank", "TestSupport"],
+            path: "Tests/TechBankTestSupport"
         ),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"]),
         .testTarget(name: "LedgerTests", dependencies: ["Ledger", "Postgres", "TestSupport"]),
-        .testTarget(name: "TechBankTests", dependencies: ["TechBank", "TestSupport"]),
+        .testTarget(name: "TechBankTests", dependencies: ["TechBank", "TestSupport", "TechBankTestSupport"]),
         .testTarget(
             name: "ServerTests",
             dependencies: [
                 "Server",
                 "TestSupport",
+                "TechBankTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),

@@ -25,7 +25,16 @@ public struct Ledger: Sendable {
     /// - Throws: `LedgerError` for an unknown currency, a malformed code, both balance flags, or an
     ///   existing id with different fields.
     public func createAccount(_ new: NewAccount) async throws -> (account: Account, created: Bool) {
-        try Self.validate(code: new.code, field: "code")
+        try await pool.withConnection { connection in try await Self.openAccount(new, on: connection) }
+    }
+
+    /// Opens the account `new` on `connection` (inside the caller's transaction, if any), or
+    /// returns the existing identical one. An existing account with this id but any other field
+    /// (owner, currency, code, balance rules, metadata) is never adopted: that is an error.
+    /// - Returns: the account and whether this call created it.
+    @discardableResult
+    public static func openAccount(_ new: NewAccount, on connection: PostgresConnection) async throws -> (account: Account, created: Bool) {
+        try validate(code: new.code, field: "code")
         guard CurrencyCode(new.currency) != nil else {
             throw LedgerError(.unknownCurrency, field: "currency", "currency must be an ISO 4217 code such as CNY")
         }
@@ -35,51 +44,39 @@ public struct Ledger: Sendable {
         }
         let inserted: PostgresResult
         do {
-            inserted = try await pool.withConnection { connection in
-                try await connection.query(
-                    """
-                    INSERT INTO ledger.accounts (id, currency, owner_id, code, debits_must_not_exceed_credits,
-                                                 credits_must_not_exceed_debits, metadata)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7)
-                    ON CONFLICT (id) DO NOTHING
-                    RETURNING \(Self.accountColumns)
-                    """,
-                    [new.id, new.currency, new.ownerID, new.code, new.debitsMustNotExceedCredits,
-                     new.creditsMustNotExceedDebits, new.metadata])
-            }
+            inserted = try await connection.query(
+                """
+                INSERT INTO ledger.accounts (id, currency, owner_id, code, debits_must_not_exceed_credits,
+                                             credits_must_not_exceed_debits, metadata)
+                VALUES ($1, $2, $3, $4, $5, $6, $7)
+                ON CONFLICT (id) DO NOTHING
+                RETURNING \(accountColumns)
+                """,
+                [new.id, new.currency, new.ownerID, new.code, new.debitsMustNotExceedCredits,
+                 new.creditsMustNotExceedDebits, new.metadata])
         } catch let error as PostgresError where error.sqlState == SQLState.foreignKeyViolation {
             throw LedgerError(.unknownCurrency, field: "currency", "the ledger does not know currency \(new.currency)")
-        } catch let error as PostgresError where Self.isDataException(error) {
+        } catch let error as PostgresError where isDataException(error) {
             throw LedgerError(.invalidRequest, field: "metadata", "metadata must be JSON the database can store (no U+0000)")
         }
-        if let row = inserted.first { return (try Self.decodeAccount(row), true) }
-        guard let existing = try await account(new.id) else {
-            throw LedgerError(.invalidRequest, field: "id", "the account could not be created")
-        }
+        if let row = inserted.first { return (try decodeAccount(row), true) }
+        let rows = try await connection.query(
+            "SELECT \(accountColumns), metadata IS NOT DISTINCT FROM $2::jsonb AS same_metadata FROM ledger.accounts WHERE id = $1",
+            [new.id, new.metadata])
+        guard let row = rows.first else { throw LedgerError(.invalidRequest, field: "id", "the account could not be created") }
+        let existing = try decodeAccount(row)
         let differences = [
             ("currency", existing.currency == new.currency), ("owner_id", existing.ownerID == new.ownerID),
             ("code", existing.code == new.code),
             ("debits_must_not_exceed_credits", existing.debitsMustNotExceedCredits == new.debitsMustNotExceedCredits),
             ("credits_must_not_exceed_debits", existing.creditsMustNotExceedDebits == new.creditsMustNotExceedDebits),
-            ("metadata", try await sameJSON(existing.metadata, new.metadata)),
+            ("metadata", try row.decode(Bool.self, "same_metadata")),
         ].filter { !$0.1 }.map(\.0)
         guard differences.isEmpty else {
             throw LedgerError(.accountExistsWithDifferentFields, field: differences.first,
                               "account \(new.id.uuidString.lowercased()) exists with different \(differences.joined(separator: ", "))")
         }
         return (existing, false)
-    }
-
-    /// Opens the account `new` on `connection`, inside the caller's transaction, unless an account
-    /// with its id exists (deterministic ids make this "open on demand").
-    public static func openAccountIfMissing(_ new: NewAccount, on connection: PostgresConnection) async throws {
-        try await connection.query(
-            """
-            INSERT INTO ledger.accounts (id, currency, owner_id, code, debits_must_not_exceed_credits, credits_must_not_exceed_debits, metadata)
-            VALUES ($1, $2, $3, $4, $5, $6, $7)
-            ON CONFLICT (id) DO NOTHING
-            """,
-            [new.id, new.currency, new.ownerID, new.code, new.debitsMustNotExceedCredits, new.creditsMustNotExceedDebits, new.metadata])
     }
 
     /// The account with its balances, or nil.
@@ -110,9 +107,9 @@ public struct Ledger: Sendable {
 
     // MARK: Transfers
 
-    /// Creates one transfer; see `createTransfers(_:atomic:)`.
-    public func createTransfer(_ request: TransferRequest) async throws -> TransferResult {
-        try await createTransfers([request], atomic: true)[0]
+    /// Creates one transfer; see `createTransfers(_:atomic:principal:)`.
+    public func createTransfer(_ request: TransferRequest, principal: Principal? = nil) async throws -> TransferResult {
+        try await createTransfers([request], atomic: true, principal: principal)[0]
     }
 
     /// Creates up to `maxBatchSize` transfers in one database transaction.
@@ -124,18 +121,21 @@ public struct Ledger: Sendable {
     /// Later transfers see the effects of earlier ones in the same batch. A transfer whose id exists
     /// reports `exists` (identical fields; the stored transfer is returned) or
     /// `exists_with_different_fields`. Returns one result per request, in order.
-    public func createTransfers(_ requests: [TransferRequest], atomic: Bool) async throws -> [TransferResult] {
+    ///
+    /// With a `principal`, the batch acts for that owner only (see `Principal`).
+    public func createTransfers(_ requests: [TransferRequest], atomic: Bool, principal: Principal? = nil) async throws -> [TransferResult] {
         let batch = try Self.batch(requests)
         // One statement: the function is a transaction by itself, so no BEGIN/COMMIT round trips.
         return try await pool.withRetries {
-            try await pool.withConnection { connection in try await Self.run(batch, atomic: atomic, on: connection) }
+            try await pool.withConnection { connection in try await Self.run(batch, atomic: atomic, principal: principal, on: connection) }
         }
     }
 
     /// Creates transfers as `createTransfers(_:atomic:)` does, but on `connection`, inside the
     /// caller's transaction: they commit or roll back together with the caller's other changes.
-    public static func createTransfers(_ requests: [TransferRequest], atomic: Bool, on connection: PostgresConnection) async throws -> [TransferResult] {
-        try await run(try batch(requests), atomic: atomic, on: connection)
+    public static func createTransfers(_ requests: [TransferRequest], atomic: Bool, principal: Principal? = nil,
+                                       on connection: PostgresConnection) async throws -> [TransferResult] {
+        try await run(try batch(requests), atomic: atomic, principal: principal, on: connection)
     }
 
     static func batch(_ requests: [TransferRequest]) throws -> JSONB {
@@ -152,10 +152,11 @@ public struct Ledger: Sendable {
         return JSONB(json)
     }
 
-    static func run(_ batch: JSONB, atomic: Bool, on connection: PostgresConnection) async throws -> [TransferResult] {
+    static func run(_ batch: JSONB, atomic: Bool, principal: Principal?, on connection: PostgresConnection) async throws -> [TransferResult] {
         let rows: PostgresResult
         do {
-            rows = try await connection.query("SELECT * FROM ledger.create_transfers($1, $2)", [batch, atomic])
+            rows = try await connection.query("SELECT * FROM ledger.create_transfers($1, $2, $3, $4)",
+                                              [batch, atomic, principal?.ownerID, principal?.reservedCodes])
         } catch let error as PostgresError where error.sqlState == "TB003" || isDataException(error) {
             throw LedgerError(.invalidRequest, field: "transfers", "the batch is malformed or holds data the database cannot store")
         }
@@ -349,12 +350,5 @@ public struct Ledger: Sendable {
     /// SQLSTATE class 22 (data exception): input the database cannot take, such as U+0000 in jsonb.
     static func isDataException(_ error: PostgresError) -> Bool {
         error.sqlState?.hasPrefix("22") == true
-    }
-
-    private func sameJSON(_ a: JSONB?, _ b: JSONB?) async throws -> Bool {
-        guard let a, let b else { return a == nil && b == nil }
-        return try await pool.withConnection { connection in
-            try await connection.query("SELECT $1::jsonb = $2::jsonb", [a, b])[0].decode(Bool.self, at: 0)
-        }
     }
 }

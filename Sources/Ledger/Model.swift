@@ -137,11 +137,29 @@ public enum TransferOutcome: String, Sendable, Codable, CaseIterable {
     case pendingTransferAlreadyVoided = "pending_transfer_already_voided"
     case pendingTransferExpired = "pending_transfer_expired"
     case amountExceedsPending = "amount_exceeds_pending"
+    /// The transfer carries one of the principal's reserved codes (`detail` = `code`), or resolves
+    /// a hold that carries one (`detail` = `pending_id`).
+    case codeReserved = "code_reserved"
     /// In an atomic batch: this transfer was fine but another one failed, so none was applied.
     case linkedEventFailed = "linked_event_failed"
 
     /// Whether the transfer is stored (newly, or from an identical earlier request).
     public var succeeded: Bool { self == .ok || self == .exists }
+}
+
+/// On whose behalf a batch is made, checked by the database under the account locks. Without a
+/// principal a batch may move any account's money (the ledger's operator).
+public struct Principal: Sendable, Equatable {
+    /// Money may leave only accounts this owner holds, and only its holds may be posted or voided;
+    /// another owner's account or hold answers `account_not_found` / `pending_transfer_not_found`.
+    public let ownerID: UUID
+    /// Codes the principal may neither put on a transfer nor resolve a hold of (`code_reserved`).
+    public let reservedCodes: [String]
+
+    public init(ownerID: UUID, reservedCodes: [String]) {
+        self.ownerID = ownerID
+        self.reservedCodes = reservedCodes
+    }
 }
 
 /// The result for one request of a batch.

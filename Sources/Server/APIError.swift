@@ -92,6 +92,8 @@ struct APIError: Error, Sendable {
             let status: HTTPResponse.Status = switch error.code {
             case .conflict, .illegalTransition: .conflict
             case .preconditionFailed: .preconditionFailed
+            case .notFound: .notFound
+            case .forbidden: .forbidden
             default: .unprocessableContent
             }
             return APIError(status, code: error.code.rawValue, error.message, errors: error.field.map { [FieldError(field: $0, message: error.message)] } ?? [])

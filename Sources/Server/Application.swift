@@ -52,7 +52,7 @@ public func buildRouter(configuration: ServerConfiguration, pool: PostgresPool) 
     let v1 = router.group("v1").add(middleware: AuthMiddleware(organizations: organizations))
     OrganizationController(organizations: organizations, idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes).register(on: v1)
     LedgerController(
-        ledger: ledger, organizations: organizations, idempotency: idempotency, metrics: metrics,
+        ledger: ledger, money: Money(pool: pool), idempotency: idempotency, metrics: metrics,
         maxBodyBytes: configuration.maxBodyBytes, maxBatchBodyBytes: configuration.maxBatchBodyBytes
     ).register(on: v1)
     let deals = Deals(pool: pool, rules: configuration.dealRules)

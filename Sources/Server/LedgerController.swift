@@ -4,19 +4,18 @@ import Ledger
 import Postgres
 import TechBank
 
-/// The ledger over HTTP: `/v1/accounts` and `/v1/transfers`.
+/// The ledger over HTTP: `/v1/accounts` and `/v1/transfers`. Requests are translated into the
+/// money model's commands (`Money.openAccount`, `Money.transfer`), which own who may do what.
 ///
-/// Who may do what: an account is visible to its owner, the owner's sub-park, the committee and
-/// the operator; anything else answers 404. Only the owner of the debit account (or the operator)
-/// may move money out of it; a hold is posted or voided by the owner of its debit account or the
-/// operator. The credit side of a transfer may be any account (paying a counterparty is normal),
-/// and its balances stay invisible to the payer.
+/// Reading: an account is visible to its owner, the owner's sub-park, the committee and the
+/// operator; anything else answers 404. The credit side of a transfer may be any account (paying
+/// a counterparty is normal), and its balances stay invisible to the payer.
 struct LedgerController: Sendable {
     /// JSON numbers are exact integers only up to 2^53; larger amounts are refused.
     static let maxAmount: Int64 = 1 << 53
 
     let ledger: Ledger
-    let organizations: Organizations
+    let money: Money
     let idempotency: Idempotency
     let metrics: Metrics
     let maxBodyBytes: Int
@@ -191,24 +190,10 @@ struct LedgerController: Sendable {
         let identity = try context.requireIdentity()
         var request = request
         let body = try await request.decode(CreateAccount.self, maxBytes: maxBodyBytes)
-        guard let owner = try await organizations.get(body.ownerID), identity.canSee(organizationID: owner.id, memberOf: owner.subParkID) else {
-            throw APIError.validation("owner_id", "no such organization")
-        }
-        guard identity.kind == .operator || (owner.id == identity.organizationID && identity.kind != .committee) else {
-            throw APIError(.forbidden, code: "forbidden", "an organization may open accounts only for itself")
-        }
-        let id = body.id ?? UUID()
-        let (account, created): (Account, Bool)
-        do {
-            (account, created) = try await ledger.createAccount(NewAccount(
-                id: id, currency: body.currency, ownerID: owner.id, code: body.code ?? "operating",
-                debitsMustNotExceedCredits: body.debitsMustNotExceedCredits ?? false,
-                creditsMustNotExceedDebits: body.creditsMustNotExceedDebits ?? false,
-                metadata: try Self.metadataJSONB(body.metadata, field: "metadata")))
-        } catch let error as LedgerError where error.code == .accountExistsWithDifferentFields {
-            guard try await canSee(accountID: id, identity) else { throw Self.idInUse }
-            throw error
-        }
+        let (account, created) = try await money.openAccount(AccountOpening(
+            id: body.id ?? UUID(), ownerID: body.ownerID, currency: body.currency, code: body.code ?? "operating",
+            debitsMustNotExceedCredits: body.debitsMustNotExceedCredits, creditsMustNotExceedDebits: body.creditsMustNotExceedDebits,
+            metadata: try Self.metadataJSONB(body.metadata, field: "metadata")), by: identity)
         var reply = try Reply.json(AccountBody(account: account), status: created ? .created : .ok)
         reply.headers[.location] = "/v1/accounts/\(account.id.uuidString.lowercased())"
         return reply
@@ -243,9 +228,7 @@ struct LedgerController: Sendable {
         let identity = try context.requireIdentity()
         var request = request
         let body = try await request.decode(CreateTransfer.self, maxBytes: maxBodyBytes)
-        let transferRequest = try Self.transferRequest(body, field: "")
-        try await authorize([transferRequest], identity: identity, fieldPrefix: { _ in "" })
-        let result = try await ledger.createTransfer(transferRequest)
+        let result = try await money.transfer([try Self.transferRequest(body, field: "")], atomic: true, by: identity, field: { _ in "" })[0]
         metrics.recordTransferOutcome(result.outcome.rawValue)
         switch result.outcome {
         case .ok, .exists:
@@ -273,8 +256,7 @@ struct LedgerController: Sendable {
         let requests = try body.transfers.enumerated().map { index, transfer in
             try Self.transferRequest(transfer, field: "transfers[\(index)].")
         }
-        try await authorize(requests, identity: identity, fieldPrefix: { "transfers[\($0)]." })
-        let results = try await ledger.createTransfers(requests, atomic: body.atomic)
+        let results = try await money.transfer(requests, atomic: body.atomic, by: identity, field: { "transfers[\($0)]." })
         var bodies: [ResultBody] = []
         for result in results {
             metrics.recordTransferOutcome(result.outcome.rawValue)
@@ -359,46 +341,6 @@ struct LedgerController: Sendable {
         }
     }
 
-    /// Checks that the caller owns every account money leaves (or is the operator). A debit
-    /// account or hold that is missing answers 404 exactly like one the caller may not see, so
-    /// other tenants' ids cannot be probed. A hold created earlier in the same batch is covered
-    /// by the check of the transfer that creates it.
-    func authorize(_ requests: [TransferRequest], identity: Identity, fieldPrefix: (Int) -> String) async throws {
-        var checkedDebits: Set<UUID> = []
-        var holdsInBatch: [UUID: UUID] = [:]
-        for (index, request) in requests.enumerated() {
-            let prefix = fieldPrefix(index)
-            let debitID: UUID
-            let field: String
-            switch request.action {
-            case let .post(debit, _, _, _):
-                (debitID, field) = (debit, "debit_account_id")
-            case let .hold(debit, _, _, _, _):
-                (debitID, field) = (debit, "debit_account_id")
-                holdsInBatch[request.id] = debit
-            case let .postPending(pendingID, _), let .voidPending(pendingID):
-                field = request.action == .voidPending(pendingID: pendingID) ? "void_pending_id" : "post_pending_id"
-                if let debit = holdsInBatch[pendingID] {
-                    debitID = debit
-                } else if let hold = try await ledger.transfer(pendingID), hold.kind == .pending {
-                    debitID = hold.debitAccountID
-                } else {
-                    throw APIError(.notFound, code: "not_found", "\(prefix)\(field): no such hold", errors: [.init(field: prefix + field, message: "no such hold")])
-                }
-            }
-            if checkedDebits.contains(debitID) { continue }
-            guard let account = try await ledger.account(debitID), try await canSee(account: account, identity) else {
-                let message = field == "debit_account_id" ? "no such account" : "no such hold"
-                throw APIError(.notFound, code: "not_found", "\(prefix)\(field): \(message)", errors: [.init(field: prefix + field, message: message)])
-            }
-            guard identity.kind == .operator || account.ownerID == identity.organizationID else {
-                throw APIError(.forbidden, code: "forbidden", "only the account's owner may move money out of it",
-                               errors: [.init(field: prefix + field, message: "not the caller's account")])
-            }
-            checkedDebits.insert(debitID)
-        }
-    }
-
     /// Whether the caller may see the stored transfer with this id (either side's account).
     func canSee(transferID: UUID, _ identity: Identity) async throws -> Bool {
         guard let transfer = try await ledger.transfer(transferID) else { return false }
@@ -423,7 +365,6 @@ struct LedgerController: Sendable {
     }
 
     func canSee(account: Account, _ identity: Identity) async throws -> Bool {
-        let subPark = try await organizations.subPark(of: account.ownerID, seenBy: identity)
-        return identity.canSee(organizationID: account.ownerID, memberOf: subPark)
+        try await money.canSee(account, identity)
     }
 }

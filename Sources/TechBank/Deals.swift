@@ -352,14 +352,14 @@ public struct Deals: Sendable {
             let currency = deal.terms.currency
             let buyer = AccountRole.operating(deal.buyerID).account(currency)
             let escrow = AccountRole.escrow(bank: bank).account(currency)
-            try await Ledger.openAccountIfMissing(buyer, on: connection)
-            try await Ledger.openAccountIfMissing(escrow, on: connection)
+            try await Ledger.openAccount(buyer, on: connection)
+            try await Ledger.openAccount(escrow, on: connection)
             var requests: [TransferRequest] = []
             var holds: [(String, Int64)] = deal.milestones.map { ("m\($0.number)", $0.amount) }
             if deal.terms.upfront > 0 { holds.insert(("upfront", deal.terms.upfront), at: 0) }
             for (name, amount) in holds {
                 requests.append(TransferRequest(id: Self.holdID(deal.id, name), action: .hold(debit: buyer.id, credit: escrow.id, amount: amount, currency: currency, timeoutSeconds: nil),
-                                                code: "escrow_fund", metadata: try JSONB(encoding: ["deal_id": deal.id.uuidString.lowercased(), "part": name])))
+                                                code: MoneyModel.BankCode.escrowFund.rawValue, metadata: try JSONB(encoding: ["deal_id": deal.id.uuidString.lowercased(), "part": name])))
             }
             if deal.terms.upfront > 0 {
                 requests += try await Self.releaseRequests(connection, deal, part: "upfront", amount: deal.terms.upfront, bank: bank, rules: rules)
@@ -414,7 +414,7 @@ public struct Deals: Sendable {
                 try await payOut(connection, deal, milestone, resolution: reason)
             } else {
                 try await Money.pay([TransferRequest(id: Self.transferID(deal.id, "m\(number).refund", "void"),
-                                                     action: .voidPending(pendingID: Self.holdID(deal.id, "m\(number)")), code: "escrow_refund")], on: connection)
+                                                     action: .voidPending(pendingID: Self.holdID(deal.id, "m\(number)")), code: MoneyModel.BankCode.escrowRefund.rawValue)], on: connection)
                 try await connection.query(
                     "UPDATE techbank.deal_milestones SET status = 'refunded', resolution_reason = $3 WHERE deal_id = $1 AND number = $2",
                     [id, Int32(number), reason])
@@ -444,7 +444,7 @@ public struct Deals: Sendable {
             let held = deal.milestones.filter { $0.status == .funded || $0.status == .disputed }
             try await Money.pay(held.map {
                 TransferRequest(id: Self.transferID(deal.id, "m\($0.number).refund", "void"), action: .voidPending(pendingID: Self.holdID(deal.id, "m\($0.number)")),
-                                code: "escrow_refund")
+                                code: MoneyModel.BankCode.escrowRefund.rawValue)
             }, on: connection)
             try await connection.query(
                 "UPDATE techbank.deal_milestones SET status = 'refunded' WHERE deal_id = $1 AND status IN ('funded', 'disputed')", [id])
@@ -499,7 +499,7 @@ public struct Deals: Sendable {
                     [reportID, id, from, to, netSales, currency, royalty, topUp, actor])
                 let bank = try await Money.bankID(connection)
                 let buyer = AccountRole.operating(deal.buyerID).account(currency)
-                try await Ledger.openAccountIfMissing(buyer, on: connection)
+                try await Ledger.openAccount(buyer, on: connection)
                 try await Money.pay(try await Self.incomeRequests(connection, deal, part: "royalty.\(from).\(to)", amount: royalty + topUp, from: buyer.id,
                                                                   bank: bank, rules: rules), on: connection)
             }
@@ -778,7 +778,7 @@ public struct Deals: Sendable {
     static func releaseRequests(_ connection: PostgresConnection, _ deal: Deal, part: String, amount: Int64, bank: UUID, rules: DealRules) async throws -> [TransferRequest] {
         let escrow = AccountRole.escrow(bank: bank).account(deal.terms.currency)
         let post = TransferRequest(id: transferID(deal.id, "\(part).release", "post"), action: .postPending(pendingID: holdID(deal.id, part), amount: nil),
-                                   code: "escrow_release")
+                                   code: MoneyModel.BankCode.escrowRelease.rawValue)
         return [post] + (try await incomeRequests(connection, deal, part: part, amount: amount, from: escrow.id, bank: bank, rules: rules))
     }
 
@@ -793,21 +793,21 @@ public struct Deals: Sendable {
         let fees = Split.fees(of: amount, brokerBP: deal.brokerID == nil ? 0 : deal.terms.brokerFeeBP, subParkBP: subPark == nil ? 0 : deal.terms.subParkFeeBP)
         let seller = AccountRole.operating(deal.sellerID).account(currency)
         var requests: [TransferRequest] = []
-        func pay(_ name: String, from debit: UUID, to account: NewAccount, _ value: Int64, code: String) async throws {
+        func pay(_ name: String, from debit: UUID, to account: NewAccount, _ value: Int64, code: MoneyModel.BankCode) async throws {
             guard value > 0 else { return }
-            try await Ledger.openAccountIfMissing(account, on: connection)
+            try await Ledger.openAccount(account, on: connection)
             requests.append(TransferRequest(id: transferID(deal.id, part, name), action: .post(debit: debit, credit: account.id, amount: value, currency: currency),
-                                            code: code, metadata: try JSONB(encoding: ["deal_id": deal.id.uuidString.lowercased(), "part": part])))
+                                            code: code.rawValue, metadata: try JSONB(encoding: ["deal_id": deal.id.uuidString.lowercased(), "part": part])))
         }
-        try await Ledger.openAccountIfMissing(seller, on: connection)
-        if let broker = deal.brokerID { try await pay("broker", from: source, to: AccountRole.operating(broker).account(currency), fees.broker, code: "broker_fee") }
-        if let subPark { try await pay("sub_park", from: source, to: AccountRole.operating(subPark).account(currency), fees.subPark, code: "sub_park_fee") }
-        try await pay("seller", from: source, to: seller, fees.seller, code: "seller_income")
+        try await Ledger.openAccount(seller, on: connection)
+        if let broker = deal.brokerID { try await pay("broker", from: source, to: AccountRole.operating(broker).account(currency), fees.broker, code: .brokerFee) }
+        if let subPark { try await pay("sub_park", from: source, to: AccountRole.operating(subPark).account(currency), fees.subPark, code: .subParkFee) }
+        try await pay("seller", from: source, to: seller, fees.seller, code: .sellerIncome)
         let distribution = Split.inventors(of: fees.seller, instituteBP: rules.instituteShareBP, shares: inventors.map(\.shareBP))
         for (index, (inventor, value)) in zip(inventors, distribution.inventors).enumerated() {
             try await pay("inventor.\(index)", from: seller.id,
                           to: AccountRole.inventor(institute: deal.sellerID, technology: deal.technologyID, index: index, name: inventor.name).account(currency),
-                          value, code: "inventor_share")
+                          value, code: .inventorShare)
         }
         return requests
     }

@@ -1,10 +1,12 @@
 import Foundation
+import Ledger
 import Postgres
 
-/// The database schema (`schema.sql`), applied at start-up. The file is idempotent, so applying
-/// it on every start is safe; it records its version in `schema_version`.
+/// TechBank's database schema (`schema.sql`, on top of the ledger's `ledger.sql`), applied at
+/// start-up. Both files are idempotent, so applying them on every start is safe; the version is
+/// recorded in `schema_version`. The repository's top-level `schema.sql` is the two, joined.
 public enum Schema {
-    /// The full text of `schema.sql`.
+    /// The full text of TechBank's `schema.sql` (without the ledger's part).
     public static let sql: String = {
         guard let url = Bundle.module.url(forResource: "schema", withExtension: "sql"),
               let text = try? String(contentsOf: url, encoding: .utf8)
@@ -21,7 +23,10 @@ public enum Schema {
         return number
     }()
 
-    /// Applies the schema in one transaction, serialized with other starting instances by an
+    /// The whole schema, the ledger's and TechBank's, as the repository's top-level `schema.sql` holds it.
+    public static var fullSQL: String { Ledger.schemaSQL + "\n" + sql }
+
+    /// Applies the ledger's schema and TechBank's in one transaction, serialized with other starting instances by an
     /// advisory lock. Refuses a database whose schema is newer than this binary's.
     /// - Returns: the schema version now in the database.
     @discardableResult
@@ -29,10 +34,10 @@ public enum Schema {
         try await pool.withTransaction { connection in
             try await connection.query("SELECT pg_advisory_xact_lock($1)", [advisoryLockKey])
             // The script is idempotent: its "already exists, skipping" notices are expected, not news.
-            try await connection.query("SET LOCAL client_min_messages = warning")
             if let current = try await installedVersion(connection), current > version {
                 throw SchemaError.databaseIsNewer(database: current, binary: version)
             }
+            try await Ledger.migrate(on: connection)
             try await connection.executeScript(sql)
             return version
         }

@@ -11,6 +11,10 @@ public struct TechBankError: Error, Sendable, Equatable, CustomStringConvertible
         public static let conflict = Code("conflict")
         /// The object's current state does not allow the move (409); the message names the state.
         public static let illegalTransition = Code("illegal_transition")
+        /// The object does not exist, or the caller may not see it (404).
+        public static let notFound = Code("not_found")
+        /// The caller sees the object but may not do this to it (403).
+        public static let forbidden = Code("forbidden")
         /// The resource changed since the caller read it (412).
         public static let preconditionFailed = Code("precondition_failed")
     }

@@ -8,7 +8,7 @@ import TestSupport
 @Suite("Accounts")
 struct AccountTests {
     @Test func openingIsIdempotentAndRefusesAChangedAccount() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let ledger = Ledger(pool: pool)
             let id = UUID(), owner = UUID()
             let new = NewAccount(id: id, currency: "CNY", ownerID: owner, code: "escrow", debitsMustNotExceedCredits: true,
@@ -47,7 +47,7 @@ struct AccountTests {
     }
 
     @Test func invalidAccountsAreRefused() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let ledger = Ledger(pool: pool)
             let owner = UUID()
             let cases: [(NewAccount, LedgerError.Code, String)] = [
@@ -69,7 +69,7 @@ struct AccountTests {
     }
 
     @Test func anAccountCannotBeCreatedWithABalance() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let error = await #expect(throws: PostgresError.self) {
                 try await pool.withConnection { connection in
                     try await connection.query(

@@ -42,7 +42,7 @@ struct AppendOnlyTests {
 
     @Test(arguments: attempts)
     func historyCannotBeChanged(_ attempt: Attempt) async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let bank = Bank(pool)
             let funding = try await bank.open(), shop = try await bank.open()
             let wallet = try await bank.open(debitsMustNotExceedCredits: true)
@@ -62,7 +62,7 @@ struct AppendOnlyTests {
     }
 
     @Test func plainTruncateOfReferencedTablesIsRefusedToo() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let bank = Bank(pool)
             let a = try await bank.open(), b = try await bank.open()
             let hold = try await bank.hold(a, b, 10)

@@ -112,7 +112,7 @@ struct AuditLogTests {
     // MARK: Sequencing
 
     @Test func sequencingNumbersEveryCommittedEntryOnceFromZeroWithoutGaps() async throws {
-        try await TestDatabase.withPool(maxConnections: 12) { pool throws in
+        try await TestDatabase.withPool(template: .ledger, maxConnections: 12) { pool throws in
             let audit = AuditLog(pool: pool)
             #expect(try await audit.sequence() == 0)
             #expect(try await audit.root(size: 0) == Merkle.emptyRoot)
@@ -188,7 +188,7 @@ struct AuditLogTests {
     }
 
     @Test func oneCallSequencesMoreThanOneBatch() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let audit = AuditLog(pool: pool)
             let big = 2 * AuditLog.sequenceBatch + 7
             // one shard with more than two batches, two small ones beside it
@@ -218,7 +218,7 @@ struct AuditLogTests {
     /// `techbank audit verify` runs next to a live server: verification while entries are
     /// appended and sequenced must not report a break that is not there.
     @Test func verificationWhileTheLogGrowsFindsNoFalseBreak() async throws {
-        try await TestDatabase.withPool(maxConnections: 10) { pool throws in
+        try await TestDatabase.withPool(template: .ledger, maxConnections: 10) { pool throws in
             let audit = AuditLog(pool: pool)
             try await Self.append(pool, 50, tag: "before")
             try await audit.sequence()
@@ -266,7 +266,7 @@ struct AuditLogTests {
     // MARK: Proofs
 
     @Test func proofsFromTheDatabaseEqualTheDefinitionAndVerify() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let audit = AuditLog(pool: pool)
             var checked = 0
             for target in [1, 2, 3, 4, 5, 7, 8, 9, 13, 16, 17, 31, 33] {
@@ -317,7 +317,7 @@ struct AuditLogTests {
     }
 
     @Test func anUntamperedLogVerifies() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let audit = AuditLog(pool: pool)
             #expect(try await audit.verifyTree() == nil)
             try await Self.populate(pool)
@@ -334,7 +334,7 @@ struct AuditLogTests {
 
     @Test(arguments: Tampering.allCases)
     func tamperingIsFoundAtTheRightEntryOrLeaf(_ tampering: Tampering) async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let audit = AuditLog(pool: pool)
             try await Self.populate(pool)
             #expect(try await audit.verifyTree() == nil)

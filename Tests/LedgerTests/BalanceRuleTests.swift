@@ -8,7 +8,7 @@ import TestSupport
 @Suite("Balance rules and holds")
 struct BalanceRuleTests {
     @Test func debitsMustNotExceedCreditsCountsPendingDebits() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let bank = Bank(pool)
             let funding = try await bank.open(), escrow = try await bank.open()
             let buyer = try await bank.open(debitsMustNotExceedCredits: true)
@@ -33,7 +33,7 @@ struct BalanceRuleTests {
     }
 
     @Test func creditsMustNotExceedDebitsCountsPendingCredits() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let bank = Bank(pool)
             let source = try await bank.open(), sink = try await bank.open()
             let liability = try await bank.open(creditsMustNotExceedDebits: true)
@@ -53,7 +53,7 @@ struct BalanceRuleTests {
     }
 
     @Test func postingPartOfAHoldReleasesTheRest() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let bank = Bank(pool)
             let funding = try await bank.open(), escrow = try await bank.open()
             let buyer = try await bank.open(debitsMustNotExceedCredits: true)

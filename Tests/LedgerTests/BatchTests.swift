@@ -14,7 +14,7 @@ struct BatchTests {
 
     @Test(arguments: Failure.allCases)
     func aFailedAtomicBatchChangesNothing(_ failure: Failure) async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let bank = Bank(pool)
             let funding = try await bank.open(), shop = try await bank.open()
             let wallet = try await bank.open(debitsMustNotExceedCredits: true)
@@ -75,7 +75,7 @@ struct BatchTests {
     }
 
     @Test func anIndependentBatchAppliesEachSuccessOnItsOwn() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let bank = Bank(pool)
             let funding = try await bank.open(), shop = try await bank.open()
             let wallet = try await bank.open(debitsMustNotExceedCredits: true)
@@ -94,7 +94,7 @@ struct BatchTests {
 
     @Test(arguments: [true, false])
     func laterTransfersSeeEarlierOnesOfTheSameBatch(atomic: Bool) async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let bank = Bank(pool)
             let funding = try await bank.open(), shop = try await bank.open()
             let wallet = try await bank.open(debitsMustNotExceedCredits: true)
@@ -133,7 +133,7 @@ struct BatchTests {
     }
 
     @Test func aRequestCannotSeeALaterOneOfTheSameBatch() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let bank = Bank(pool)
             let funding = try await bank.open(), shop = try await bank.open()
             let wallet = try await bank.open(debitsMustNotExceedCredits: true)
@@ -146,7 +146,7 @@ struct BatchTests {
     }
 
     @Test func aDuplicateIdInsideABatchIsExistsOrDifferent() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let bank = Bank(pool)
             let a = try await bank.open(), b = try await bank.open()
             let id = UUID()
@@ -166,7 +166,7 @@ struct BatchTests {
     }
 
     @Test func batchSizeLimits() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let bank = Bank(pool)
             let a = try await bank.open(), b = try await bank.open()
             for atomic in [true, false] {

@@ -51,7 +51,7 @@ struct ConcurrencyTests {
 
     @Test func sixteenTasksOnFiveHotAccounts() async throws {
         let seed = ProcessInfo.processInfo.environment["LEDGER_CONCURRENCY_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 0...UInt64.max)
-        try await TestDatabase.withPool(maxConnections: 12) { pool throws in
+        try await TestDatabase.withPool(template: .ledger, maxConnections: 12) { pool throws in
             try await Self.hammer(Bank(pool), seed: seed)
         }
     }

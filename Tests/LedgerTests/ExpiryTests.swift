@@ -8,7 +8,7 @@ import TestSupport
 @Suite("Hold expiry")
 struct ExpiryTests {
     @Test func anExpiredHoldCannotBePostedOrVoidedBeforeOrAfterTheSweep() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let bank = Bank(pool)
             let funding = try await bank.open(), shop = try await bank.open()
             let wallet = try await bank.open(debitsMustNotExceedCredits: true)
@@ -67,7 +67,7 @@ struct ExpiryTests {
     }
 
     @Test func concurrentSweepsReleaseEachExpiredHoldExactlyOnce() async throws {
-        try await TestDatabase.withPool(maxConnections: 8) { pool throws in
+        try await TestDatabase.withPool(template: .ledger, maxConnections: 8) { pool throws in
             let bank = Bank(pool)
             let funding = try await bank.open()
             var wallets: [UUID] = [], shops: [UUID] = []
@@ -139,7 +139,7 @@ struct ExpiryTests {
     }
 
     @Test func sweepersReleaseHoldsOnceWhileResolutionsRaceThem() async throws {
-        try await TestDatabase.withPool(maxConnections: 8) { pool throws in
+        try await TestDatabase.withPool(template: .ledger, maxConnections: 8) { pool throws in
             let bank = Bank(pool)
             let funding = try await bank.open(), shop = try await bank.open()
             let wallet = try await bank.open(debitsMustNotExceedCredits: true)
@@ -200,7 +200,7 @@ struct ExpiryTests {
     /// A sweeper that may release no holds at all per pass (`batchLimit: 0`) must still wait for
     /// its interval between passes instead of querying the database in a tight loop.
     @Test func aSweeperWithAZeroBatchLimitDoesNotSpin() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let bank = Bank(pool)
             // the server's count of committed transactions in this database (flushed about once a second)
             func commits() async throws -> Int64 {

@@ -9,7 +9,7 @@ import TestSupport
 @Suite("Idempotency")
 struct IdempotencyTests {
     @Test func replaysOfEveryKindReturnTheStoredTransfer() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let bank = Bank(pool)
             let funding = try await bank.open(), shop = try await bank.open()
             let wallet = try await bank.open(debitsMustNotExceedCredits: true)
@@ -50,7 +50,7 @@ struct IdempotencyTests {
 
     @Test(arguments: RacedRequest.allCases)
     func sixteenConcurrentSubmissionsOfOneIdStoreItOnce(_ kind: RacedRequest) async throws {
-        try await TestDatabase.withPool(maxConnections: 16) { pool throws in
+        try await TestDatabase.withPool(template: .ledger, maxConnections: 16) { pool throws in
             let bank = Bank(pool)
             let funding = try await bank.open(), shop = try await bank.open()
             let wallet = try await bank.open(debitsMustNotExceedCredits: true)
@@ -85,7 +85,7 @@ struct IdempotencyTests {
     }
 
     @Test func concurrentResolutionsOfOneHoldUnderDifferentIdsResolveItOnce() async throws {
-        try await TestDatabase.withPool(maxConnections: 16) { pool throws in
+        try await TestDatabase.withPool(template: .ledger, maxConnections: 16) { pool throws in
             let bank = Bank(pool)
             let a = try await bank.open(), b = try await bank.open()
             let hold = try await bank.hold(a, b, 1_000)

@@ -33,7 +33,7 @@ struct JournalTests {
     }
 
     @Test func everyChangeIsJournaledAndTheJournalVerifies() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let bank = Bank(pool)
             let empty = try await bank.journal.verify()
             #expect(empty.isIntact && empty.entriesChecked == 0)
@@ -67,7 +67,7 @@ struct JournalTests {
 
     @Test(arguments: Tampering.allCases)
     func tamperingIsFoundAtTheRightEntry(_ tampering: Tampering) async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let bank = Bank(pool)
             try await activity(bank)
             #expect(try await bank.journal.verify().isIntact)

@@ -21,7 +21,7 @@ struct LedgerPropertyTests {
         let seed = environment["LEDGER_PROPERTY_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 0...UInt64.max)
         let steps = environment["LEDGER_PROPERTY_STEPS"].flatMap { Int($0) } ?? 2_500
         print("ledger property test: seed \(seed), \(steps) steps (replay with LEDGER_PROPERTY_SEED=\(seed))")
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             var run = PropertyRun(bank: Bank(pool), seed: seed, steps: steps)
             do {
                 try await run.run()

@@ -7,7 +7,7 @@ import TestSupport
 @Suite("Ledger basics")
 struct LedgerSmokeTests {
     @Test func postHoldPostPendingAndVerify() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let ledger = Ledger(pool: pool)
             let owner = UUID()
             let (funding, _) = try await ledger.createAccount(NewAccount(currency: "CNY", ownerID: owner, code: "funding"))

@@ -36,7 +36,7 @@ struct QueryTests {
 
     @Test(arguments: [1, 5, 22, 23, 24, 200])
     func pagesListEveryTransferOnceNewestFirst(limit: Int) async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let bank = Bank(pool)
             let account = try await bank.open()
             let expected = Array(try await history(bank, account: account).reversed())
@@ -61,7 +61,7 @@ struct QueryTests {
     }
 
     @Test func pagingEdgeCases() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let bank = Bank(pool)
             let account = try await bank.open()
             let empty = try await bank.ledger.transfers(ofAccount: account, limit: 10)
@@ -76,7 +76,7 @@ struct QueryTests {
     }
 
     @Test func balanceAtPastInstantsSumsThePostedHistoryUpToThen() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let bank = Bank(pool)
             let account = try await bank.open(), other = try await bank.open()
             #expect(try await bank.ledger.balance(of: UUID(), at: Date()) == nil)
@@ -124,7 +124,7 @@ struct QueryTests {
     }
 
     @Test func totalsPerCurrencyBalanceAndSeparatePostedFromPending() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let bank = Bank(pool)
             #expect(try await bank.ledger.totals() == [])
             let c1 = try await bank.open("CNY"), c2 = try await bank.open("CNY"), c3 = try await bank.open("CNY")

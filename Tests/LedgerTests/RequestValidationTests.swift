@@ -9,7 +9,7 @@ import TestSupport
 struct RequestValidationTests {
     @Test(arguments: [true, false])
     func aMalformedRequestRefusesTheWholeBatch(atomic: Bool) async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let bank = Bank(pool)
             let a = try await bank.open(), b = try await bank.open()
             let hold = try await bank.hold(a, b, 100)
@@ -42,7 +42,7 @@ struct RequestValidationTests {
     /// Metadata is spliced into the batch JSON as it is: text that is not exactly one JSON value
     /// must not be able to add or override fields of the transfer.
     @Test func metadataThatIsNotOneJSONValueCannotChangeTheTransfer() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let bank = Bank(pool)
             let a = try await bank.open(), b = try await bank.open()
             let hold = try await bank.hold(a, b, 1_000)
@@ -65,7 +65,7 @@ struct RequestValidationTests {
     /// refuses) makes a malformed request like any other: a `LedgerError`, not a raw database error.
     @Test(arguments: ["{not json", #"{"note": "\u0000"}"#])
     func metadataTheDatabaseCannotStoreIsAnInvalidRequest(_ text: String) async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let bank = Bank(pool)
             let a = try await bank.open(), b = try await bank.open()
             let before = try await bank.fingerprint()

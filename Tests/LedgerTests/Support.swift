@@ -194,3 +194,8 @@ func eventually(timeout: Duration = .seconds(10), _ condition: () async throws -
     }
     return try await condition()
 }
+
+extension TestTemplate {
+    /// The ledger's schema alone: the ledger stands without TechBank.
+    static let ledger = TestTemplate(name: "ledger") { try await Ledger.migrate($0) }
+}

@@ -9,7 +9,7 @@ import TestSupport
 @Suite("Transfer outcomes")
 struct TransferOutcomeTests {
     @Test func okStoresThePostedTransferAndMovesPostedBalances() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let bank = Bank(pool)
             let a = try await bank.open(), b = try await bank.open()
             let id = UUID()
@@ -28,7 +28,7 @@ struct TransferOutcomeTests {
     }
 
     @Test func okStoresTheHoldAndMovesPendingBalances() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let bank = Bank(pool)
             let a = try await bank.open(), b = try await bank.open()
             let result = try await bank.hold(a, b, 250, timeout: 3_600)
@@ -45,7 +45,7 @@ struct TransferOutcomeTests {
     }
 
     @Test func replayWithIdenticalFieldsIsExists() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let bank = Bank(pool)
             let a = try await bank.open(), b = try await bank.open()
             let id = UUID()
@@ -78,7 +78,7 @@ struct TransferOutcomeTests {
 
     @Test(arguments: Difference.allCases)
     func sameIdWithDifferentFieldsNamesTheFields(_ difference: Difference) async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let bank = Bank(pool)
             let a = try await bank.open(), b = try await bank.open(), c = try await bank.open()
             let id = UUID()
@@ -112,7 +112,7 @@ struct TransferOutcomeTests {
     }
 
     @Test func resolutionsWithDifferentFieldsNameTheFields() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let bank = Bank(pool)
             let a = try await bank.open(), b = try await bank.open()
             let hold = try await bank.hold(a, b, 1_000)
@@ -134,7 +134,7 @@ struct TransferOutcomeTests {
 
     @Test(arguments: [Int64(0), -1, Int64.min])
     func nonPositiveAmountsAreRefused(_ amount: Int64) async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let bank = Bank(pool)
             let a = try await bank.open(), b = try await bank.open()
             let hold = try await bank.hold(a, b, 100)
@@ -149,7 +149,7 @@ struct TransferOutcomeTests {
     }
 
     @Test func accountsMustBeDifferent() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let bank = Bank(pool)
             let a = try await bank.open()
             let before = try await bank.fingerprint()
@@ -162,7 +162,7 @@ struct TransferOutcomeTests {
     }
 
     @Test func accountNotFoundNamesTheSide() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let bank = Bank(pool)
             let a = try await bank.open()
             let before = try await bank.fingerprint()
@@ -177,7 +177,7 @@ struct TransferOutcomeTests {
     }
 
     @Test func currencyMismatchNamesTheSide() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let bank = Bank(pool)
             let cny1 = try await bank.open("CNY"), cny2 = try await bank.open("CNY"), usd = try await bank.open("USD")
             let before = try await bank.fingerprint()
@@ -194,7 +194,7 @@ struct TransferOutcomeTests {
     }
 
     @Test func closedAccountsRefuseNewTransfersButHoldsOnThemCanBeResolved() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let bank = Bank(pool)
             let a = try await bank.open(), b = try await bank.open(), c = try await bank.open()
             try await bank.post(c, a, 5_000)
@@ -222,7 +222,7 @@ struct TransferOutcomeTests {
     }
 
     @Test func exceedsCreditsAndExceedsDebits() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let bank = Bank(pool)
             let funding = try await bank.open(), sink = try await bank.open()
             let wallet = try await bank.open(debitsMustNotExceedCredits: true)
@@ -244,7 +244,7 @@ struct TransferOutcomeTests {
     }
 
     @Test func overflowsDebitsAndOverflowsCredits() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let bank = Bank(pool)
             let a = try await bank.open(), b = try await bank.open(), c = try await bank.open(), d = try await bank.open()
             #expect(try await bank.post(a, b, Int64.max).outcome == .ok)
@@ -274,7 +274,7 @@ struct TransferOutcomeTests {
     }
 
     @Test func pendingTransferNotFound() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let bank = Bank(pool)
             let a = try await bank.open(), b = try await bank.open()
             let posted = try await bank.post(a, b, 10)
@@ -291,7 +291,7 @@ struct TransferOutcomeTests {
     }
 
     @Test func aResolvedHoldCannotBeResolvedAgain() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let bank = Bank(pool)
             let a = try await bank.open(), b = try await bank.open()
             let posted = try await bank.hold(a, b, 100)
@@ -313,7 +313,7 @@ struct TransferOutcomeTests {
     }
 
     @Test func amountExceedsPending() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let bank = Bank(pool)
             let a = try await bank.open(), b = try await bank.open()
             let hold = try await bank.hold(a, b, 1_000)
@@ -327,7 +327,7 @@ struct TransferOutcomeTests {
     }
 
     @Test func linkedEventFailedMarksTheInnocentOnesOfAFailedAtomicBatch() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
             let bank = Bank(pool)
             let a = try await bank.open(), b = try await bank.open()
             let before = try await bank.fingerprint()

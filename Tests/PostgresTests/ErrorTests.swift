@@ -6,7 +6,7 @@ import TestSupport
 @Suite("Server errors")
 struct ErrorTests {
     @Test func sqlStatesAndConstraintNamesAreReported() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .empty) { pool throws in
             try await pool.withConnection { connection throws in
                 try await connection.query("CREATE TABLE parent (id int PRIMARY KEY, n int CONSTRAINT n_positive CHECK (n > 0))")
                 try await connection.query("CREATE TABLE child (parent_id int CONSTRAINT child_parent_fk REFERENCES parent)")
@@ -35,7 +35,7 @@ struct ErrorTests {
     }
 
     @Test func descriptionNeverContainsSQLOrParameterValues() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .empty) { pool throws in
             try await pool.withConnection { connection throws in
                 let secret = "secret-value-\(UUID())"
                 let error = await #expect(throws: PostgresError.self) {

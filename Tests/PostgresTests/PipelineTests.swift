@@ -6,7 +6,7 @@ import TestSupport
 @Suite("Pipeline mode")
 struct PipelineTests {
     @Test func manyStatementsInOneRoundTrip() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .empty) { pool throws in
             try await pool.withConnection { connection throws in
                 try await connection.query("CREATE TABLE items (n int8 PRIMARY KEY, label text)")
                 let statements = (0..<2_000).map { PostgresStatement("INSERT INTO items VALUES ($1, $2)", [Int64($0), "标签 \($0)"]) }
@@ -20,7 +20,7 @@ struct PipelineTests {
     }
 
     @Test func errorInTheMiddleAbortsTheRestAndRollsBack() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .empty) { pool throws in
             try await pool.withConnection { connection throws in
                 try await connection.query("CREATE TABLE items (n int8 PRIMARY KEY)")
                 let results = try await connection.pipeline([
@@ -44,7 +44,7 @@ struct PipelineTests {
     }
 
     @Test func limitsAreEnforcedBeforeSending() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .empty) { pool throws in
             try await pool.withConnection { connection throws in
                 let tooMany = Array(repeating: PostgresStatement("SELECT 1"), count: PostgresConnection.maxPipelineStatements + 1)
                 let error = await #expect(throws: PostgresError.self) { try await connection.pipeline(tooMany) }

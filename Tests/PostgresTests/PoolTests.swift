@@ -9,7 +9,7 @@ struct Rollback: Error {}
 @Suite("Connection pool and transactions")
 struct PoolTests {
     @Test func transactionCommitsOnReturnAndRollsBackOnThrow() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .empty) { pool throws in
             try await pool.withConnection { try await $0.query("CREATE TABLE items (n int)") }
             try await pool.withTransaction { try await $0.query("INSERT INTO items VALUES (1)") }
             await #expect(throws: Rollback.self) {
@@ -31,7 +31,7 @@ struct PoolTests {
     }
 
     @Test func serializationFailureRunsTheWholeClosureAgain() async throws {
-        try await TestDatabase.withPool(maxConnections: 2) { pool throws in
+        try await TestDatabase.withPool(template: .empty, maxConnections: 2) { pool throws in
             try await pool.withConnection { connection throws in
                 try await connection.query("CREATE TABLE counter (id int PRIMARY KEY, n int NOT NULL)")
                 try await connection.query("INSERT INTO counter VALUES (1, 0)")
@@ -55,7 +55,7 @@ struct PoolTests {
     }
 
     @Test func retriesAreBounded() async throws {
-        try await TestDatabase.withPool(configure: { $0.maxTransactionRetries = 2 }) { pool throws in
+        try await TestDatabase.withPool(template: .empty, configure: { $0.maxTransactionRetries = 2 }) { pool throws in
             let attempts = Atomic<Int>(0)
             let error = await #expect(throws: PostgresError.self) {
                 try await pool.withTransaction { connection throws in
@@ -69,7 +69,7 @@ struct PoolTests {
     }
 
     @Test func exhaustedPoolTimesOutWithoutDeadlock() async throws {
-        try await TestDatabase.withPool(maxConnections: 1, configure: { $0.leaseTimeout = .milliseconds(200) }) { pool throws in
+        try await TestDatabase.withPool(template: .empty, maxConnections: 1, configure: { $0.leaseTimeout = .milliseconds(200) }) { pool throws in
             let (holding, holder) = AsyncStream<Void>.makeStream()
             try await withThrowingTaskGroup { group in
                 group.addTask {
@@ -94,7 +94,7 @@ struct PoolTests {
     }
 
     @Test func waitersAreServedInTurnUnderContention() async throws {
-        try await TestDatabase.withPool(maxConnections: 2) { pool throws in
+        try await TestDatabase.withPool(template: .empty, maxConnections: 2) { pool throws in
             let total = try await withThrowingTaskGroup(of: Int64.self) { group in
                 for i in 0..<50 {
                     group.addTask {
@@ -109,7 +109,7 @@ struct PoolTests {
     }
 
     @Test func terminatedBackendIsReplaced() async throws {
-        try await TestDatabase.withPool(maxConnections: 1) { pool throws in
+        try await TestDatabase.withPool(template: .empty, maxConnections: 1) { pool throws in
             let first = try await pool.withConnection { $0.backendPID }
             let conninfo = try await TestDatabase.serverConninfo()
             let admin = try await PostgresConnection.connect(conninfo: conninfo, database: "postgres", statementTimeoutMilliseconds: 10_000, threadPool: .singleton)
@@ -133,7 +133,7 @@ struct PoolTests {
     }
 
     @Test func cancellingTheTaskCancelsTheQueryAndTheConnectionIsReused() async throws {
-        try await TestDatabase.withPool(maxConnections: 1) { pool throws in
+        try await TestDatabase.withPool(template: .empty, maxConnections: 1) { pool throws in
             let pid = try await pool.withConnection { $0.backendPID }
             let started = ContinuousClock.now
             let sleeper = Task {
@@ -155,7 +155,7 @@ struct PoolTests {
     }
 
     @Test func closedPoolRefusesLeases() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .empty) { pool throws in
             await pool.close()
             let error = await #expect(throws: PostgresError.self) { try await pool.withConnection { _ in 1 } }
             #expect(error?.code == .poolClosed)

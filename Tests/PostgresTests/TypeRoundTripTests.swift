@@ -14,7 +14,7 @@ struct TypeRoundTripTests {
     }
 
     @Test func integersIncludingExtremes() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .empty) { pool throws in
             for value: Int64 in [.min, -1, 0, 1, .max] { #expect(try await roundTrip(value, as: "int8", on: pool) == value) }
             for value: Int32 in [.min, 0, .max] { #expect(try await roundTrip(value, as: "int4", on: pool) == value) }
             for value: Int16 in [.min, 0, .max] { #expect(try await roundTrip(value, as: "int2", on: pool) == value) }
@@ -27,7 +27,7 @@ struct TypeRoundTripTests {
     }
 
     @Test func doublesIncludingSpecialValues() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .empty) { pool throws in
             for value in [0.0, -0.0, 1.0 / 3, -2.5e300, .leastNonzeroMagnitude, .greatestFiniteMagnitude, .infinity, -.infinity] {
                 let back = try await roundTrip(value, as: "float8", on: pool)
                 #expect(back == value && back.sign == value.sign, "\(value) came back as \(back)")
@@ -37,7 +37,7 @@ struct TypeRoundTripTests {
     }
 
     @Test func boolsTextAndUnicode() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .empty) { pool throws in
             #expect(try await roundTrip(true, as: "bool", on: pool) == true)
             #expect(try await roundTrip(false, as: "bool", on: pool) == false)
             for text in ["", "plain", "技术银行 张江 🚀", "quote ' and \" and \\ and \t tab", String(repeating: "技", count: 350_000)] {
@@ -49,7 +49,7 @@ struct TypeRoundTripTests {
     }
 
     @Test func uuidsDatesTimestampsBytes() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .empty) { pool throws in
             let id = UUID()
             #expect(try await roundTrip(id, as: "uuid", on: pool) == id)
             let fromServer = try await pool.withConnection { try await $0.query("SELECT $1::uuid::text", [id]) }
@@ -82,7 +82,7 @@ struct TypeRoundTripTests {
     }
 
     @Test func jsonbAndArrays() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .empty) { pool throws in
             let json = JSONB(#"{"name": "芯片", "n": [1, 2.5, null, true], "nested": {"k": "v"}}"#)
             let back = try await roundTrip(json, as: "jsonb", on: pool)
             // jsonb normalizes key order and spacing; compare as values.
@@ -104,7 +104,7 @@ struct TypeRoundTripTests {
     }
 
     @Test func nullsDecodeAsNilAndEncodeFromNil() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .empty) { pool throws in
             try await pool.withConnection { connection throws in
                 let rows = try await connection.query(
                     "SELECT $1::int8, $2::text, $3::uuid, $4::timestamptz, $5::date, $6::jsonb, $7::bytea, $8::bool, $9::text[]",
@@ -129,7 +129,7 @@ struct TypeRoundTripTests {
     }
 
     @Test func mismatchedTypesAreDecodingErrors() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .empty) { pool throws in
             let rows = try await pool.withConnection { try await $0.query("SELECT 'text'::text, 300::int4, 5000000000::int8") }
             let error = #expect(throws: PostgresError.self) { try rows[0].decode(Int64.self, at: 0) }
             #expect(error?.code == .decoding)
@@ -144,7 +144,7 @@ struct TypeRoundTripTests {
 @Suite("Timestamps keep every microsecond")
 struct TimestampPrecisionTests {
     @Test func randomMicrosecondInstantsRoundTripExactly() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .empty) { pool throws in
             var generator = SystemRandomNumberGenerator()
             // Microseconds since the Unix epoch, 1970 to 2100; the server reports them as text.
             let micros = (0..<500).map { _ in Int64.random(in: 0...4_102_444_800_000_000, using: &generator) }

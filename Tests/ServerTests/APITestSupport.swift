@@ -8,6 +8,7 @@ import Postgres
 import Server
 import TechBank
 import Testing
+import TechBankTestSupport
 import TestSupport
 
 // Shared helpers of the HTTP API tests: an app on a fresh database with a known operator key,
@@ -221,7 +222,7 @@ struct API: Sendable {
 
 /// Boots the app on a fresh database whose operator has `operatorKey`, and runs `body` against it.
 func withAPI(maxBodyBytes: Int? = nil, _ body: @escaping @Sendable (API) async throws -> Void) async throws {
-    try await TestDatabase.withPool { pool in
+    try await TestDatabase.withPool(template: .techbank) { pool in
         _ = try await Organizations(pool: pool).bootstrapOperator(adminKey: operatorKey)
         var configuration = ServerConfiguration()
         if let maxBodyBytes { configuration.maxBodyBytes = maxBodyBytes; configuration.maxBatchBodyBytes = maxBodyBytes }

@@ -5,12 +5,13 @@ import Postgres
 import Server
 import TechBank
 import Testing
+import TechBankTestSupport
 import TestSupport
 
 @Suite("Health endpoints")
 struct HealthTests {
     @Test func healthzAndReadyzReportTheSchemaVersion() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .techbank) { pool throws in
             let app = buildApplication(configuration: ServerConfiguration(), pool: pool, logger: TestDatabase.logger)
             try await app.test(.router) { client in
                 try await client.execute(uri: "/healthz", method: .get) { response in

@@ -4,6 +4,7 @@ import HummingbirdTesting
 import Postgres
 import Server
 import Testing
+import TechBankTestSupport
 import TestSupport
 
 /// The OpenAPI document (`Sources/Server/openapi.json`) against the router and the standard validator.
@@ -41,7 +42,7 @@ struct OpenAPITests {
 
     @Test func everyRouteIsDocumentedAndEveryDocumentedOperationIsRouted() async throws {
         let documented = Set(try Self.operations(Self.document()).keys)
-        let routed = try await TestDatabase.withPool { pool throws in
+        let routed = try await TestDatabase.withPool(template: .techbank) { pool throws in
             let router = buildRouter(configuration: ServerConfiguration(), pool: pool)
             return Set(router.routes.map { "\($0.method.rawValue) \(Self.normalize($0.path.description))" })
         }
@@ -75,7 +76,7 @@ struct OpenAPITests {
 
     @Test func theServerServesTheDocument() async throws {
         let expected = try Data(contentsOf: Self.documentURL)
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .techbank) { pool throws in
             let app = buildApplication(configuration: ServerConfiguration(), pool: pool, logger: TestDatabase.logger)
             try await app.test(.router) { client in
                 try await client.execute(uri: "/openapi.json", method: .get) { response in

@@ -2,12 +2,13 @@ import Foundation
 import Postgres
 import TechBank
 import Testing
+import TechBankTestSupport
 import TestSupport
 
 @Suite("Demo data (techbank seed-demo)")
 struct DemoDataTests {
     @Test func seedsABilingualRegistryReadyForSearchAndMatching() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .techbank) { pool throws in
             let summary = try await DemoData.seed(pool)
             #expect(summary.subParks == 5 && summary.institutes == 20 && summary.technologies == 200 && summary.demands == 50)
 
@@ -86,7 +87,7 @@ struct DemoDataTests {
     }
 
     @Test func seedingTwiceIsRefusedAndAddsNothing() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .techbank) { pool throws in
             _ = try await DemoData.seed(pool)
             await #expect(throws: TechBankError.self) { try await DemoData.seed(pool) }
             let technologies = try await pool.withConnection { try await $0.query("SELECT count(*) FROM techbank.technologies")[0].decode(Int.self, at: 0) }

@@ -2,12 +2,13 @@ import Foundation
 import Postgres
 import TechBank
 import Testing
+import TechBankTestSupport
 import TestSupport
 
 @Suite("Schema migration")
 struct SchemaTests {
     @Test func applyingTwiceIsHarmlessAndRecordsTheVersion() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .techbank) { pool throws in
             // The test database was created from a migrated template; apply again, twice.
             #expect(try await Schema.migrate(pool) == Schema.version)
             #expect(try await Schema.migrate(pool) == Schema.version)
@@ -17,8 +18,16 @@ struct SchemaTests {
         }
     }
 
+    @Test("the top-level schema.sql is the ledger's schema and TechBank's, joined")
+    func topLevelSchemaFileIsTheModulesSchemas() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let file = try String(contentsOf: root.appendingPathComponent("schema.sql"), encoding: .utf8)
+        #expect(file == Schema.fullSQL,
+                "regenerate it: (cat Sources/Ledger/ledger.sql; echo; cat Sources/TechBank/schema.sql) > schema.sql")
+    }
+
     @Test func refusesADatabaseWithANewerSchema() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .techbank) { pool throws in
             try await pool.withConnection { try await $0.query("UPDATE schema_version SET version = $1", [Int32(Schema.version + 1)]) }
             await #expect(throws: SchemaError.self) { try await Schema.migrate(pool) }
             let version = try await pool.withConnection { try await Schema.installedVersion($0) }
@@ -30,7 +39,7 @@ struct SchemaTests {
 @Suite("Idempotency records")
 struct IdempotencyStoreTests {
     @Test func claimReplayMismatchAndPurgeAfterRetention() async throws {
-        try await TestDatabase.withPool { pool throws in
+        try await TestDatabase.withPool(template: .techbank) { pool throws in
             let organizations = Organizations(pool: pool)
             _ = try await organizations.bootstrapOperator(adminKey: "tbk_test_operator_key_0123456789")
             let org = try await organizations.create(name: "Tongji", kind: .institute, subParkID: nil, country: "CN")

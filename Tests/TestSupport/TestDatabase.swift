@@ -3,18 +3,35 @@ import Logging
 import NIOPosix
 import Postgres
 import Synchronization
-import TechBank
+
+/// The schema a test database starts with: a template database, migrated once per test run.
+public struct TestTemplate: Sendable {
+    /// Names the template database (`<name>_test_template`).
+    public let name: String
+    /// Applies the schema to the template.
+    public let migrate: @Sendable (PostgresPool) async throws -> Void
+
+    public init(name: String, migrate: @escaping @Sendable (PostgresPool) async throws -> Void) {
+        self.name = name
+        self.migrate = migrate
+    }
+
+    /// An empty database (for the Postgres client's own tests).
+    public static let empty = TestTemplate(name: "empty") { _ in }
+}
 
 /// A real PostgreSQL for tests: the server at `DATABASE_URL` if set, otherwise one throwaway
 /// embedded cluster per test run (started on first use, stopped and deleted when the process
 /// exits). Each test gets its own database, cloned from a template that has the schema applied,
-/// so tests can run in parallel without seeing each other's data.
+/// so tests can run in parallel without seeing each other's data. Each test target chooses its
+/// schema (a `TestTemplate`), so the Postgres and Ledger tests stand without TechBank.
 public enum TestDatabase {
     /// A logger that discards everything, for code under test.
     public static let logger = Logger(label: "techbank.test", factory: { _ in SwiftLogNoOpLogHandler() })
 
     /// Runs `body` with a pool on a fresh database holding the current schema, then drops the database.
     public static func withPool<T: Sendable>(
+        template: TestTemplate,
         maxConnections: Int = 4,
         configure: (inout PostgresConfiguration) -> Void = { _ in },
         _ body: (PostgresPool) async throws -> T
@@ -22,6 +39,7 @@ public enum TestDatabase {
         await gate.enter()
         defer { Task { await gate.leave() } }
         let server = try await shared.server()
+        let templateName = try await shared.template(template, on: server)
         let name = "t_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
         try await server.admin { try await $0.query("CREATE DATABASE \(name) TEMPLATE \(templateName)") }
         var configuration = PostgresConfiguration(conninfo: server.conninfo)
@@ -46,7 +64,6 @@ public enum TestDatabase {
         try await shared.server().conninfo
     }
 
-    static let templateName = "techbank_test_template"
     private static let shared = SharedServer()
     /// Swift Testing runs every test at once; at most this many hold a database (and its pool's
     /// connections), so a few hundred tests stay within the cluster's connections and the CPUs.
@@ -94,6 +111,35 @@ private let clusterToDestroy = Mutex<EmbeddedPostgres?>(nil)
 
 private actor SharedServer {
     private var setup: Task<TestServer, any Error>?
+    private var templates: [String: Task<String, any Error>] = [:]
+
+    /// The name of `template`'s database, created and migrated on first use.
+    func template(_ template: TestTemplate, on server: TestServer) async throws -> String {
+        if let task = templates[template.name] { return try await task.value }
+        let task = Task { try await Self.createTemplate(template, on: server) }
+        templates[template.name] = task
+        return try await task.value
+    }
+
+    private static func createTemplate(_ template: TestTemplate, on server: TestServer) async throws -> String {
+        let name = "\(template.name)_test_template"
+        try await server.admin { admin throws in
+            try await admin.query("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
+            try await admin.query("CREATE DATABASE \(name)")
+        }
+        var configuration = PostgresConfiguration(conninfo: server.conninfo)
+        configuration.database = name
+        configuration.maxConnections = 1
+        let pool = PostgresPool(configuration: configuration, logger: TestDatabase.logger)
+        do {
+            try await template.migrate(pool)
+            await pool.close()
+        } catch {
+            await pool.close()
+            throw error
+        }
+        return name
+    }
 
     func server() async throws -> TestServer {
         if let setup { return try await setup.value }
@@ -115,22 +161,6 @@ private actor SharedServer {
             atexit { clusterToDestroy.withLock { try? $0?.destroy() } }
             try await cluster.start(logger: TestDatabase.logger)
             server = TestServer(conninfo: cluster.conninfo)
-        }
-        let template = TestDatabase.templateName
-        try await server.admin { admin throws in
-            try await admin.query("DROP DATABASE IF EXISTS \(template) WITH (FORCE)")
-            try await admin.query("CREATE DATABASE \(template)")
-        }
-        var configuration = PostgresConfiguration(conninfo: server.conninfo)
-        configuration.database = template
-        configuration.maxConnections = 1
-        let pool = PostgresPool(configuration: configuration, logger: TestDatabase.logger)
-        do {
-            try await Schema.migrate(pool)
-            await pool.close()
-        } catch {
-            await pool.close()
-            throw error
         }
         return server
     }

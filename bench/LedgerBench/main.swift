@@ -16,7 +16,6 @@ import Foundation
 import Ledger
 import Logging
 import Postgres
-import TechBank
 
 // main.swift is top-level code, so the command is started here rather than with @main. Not with
 // `LedgerBench.main()` or `command.run()`: at top level those resolve to ParsableCommand's
@@ -127,7 +126,7 @@ struct LedgerBench: AsyncParsableCommand {
         let ledger = Ledger(pool: pool)
         let batchTasks = batchConcurrency ?? min(concurrency, 4)
 
-        try await Schema.migrate(pool)
+        try await Ledger.migrate(pool)
         let server = try await pool.withConnection { connection in
             try await connection.query(
                 "SELECT current_setting('server_version'), current_setting('fsync'), current_setting('synchronous_commit')")

@@ -30,47 +30,6 @@ public enum Split {
     }
 }
 
-/// Which account plays which role. Ids are derived from the role, so an account is opened on
-/// demand, exactly once, by whoever needs it first.
-enum AccountRole {
-    /// An organization's own money: it can never go below zero.
-    case operating(UUID)
-    /// The bank's: money in transit held for deals. Never below zero.
-    case escrow(bank: UUID)
-    /// The bank's: the other side of deposits and withdrawals (money outside the bank).
-    case settlement(bank: UUID)
-    /// An inventor's account, owned by the institute.
-    case inventor(institute: UUID, technology: UUID, index: Int, name: String)
-
-    func account(_ currency: String) -> NewAccount {
-        switch self {
-        case .operating(let owner):
-            NewAccount(id: derivedID("account", owner.uuidString, currency, "operating"), currency: currency, ownerID: owner, code: "operating",
-                       debitsMustNotExceedCredits: true)
-        case .escrow(let bank):
-            NewAccount(id: derivedID("account", bank.uuidString, currency, "escrow"), currency: currency, ownerID: bank, code: "escrow",
-                       debitsMustNotExceedCredits: true)
-        case .settlement(let bank):
-            NewAccount(id: derivedID("account", bank.uuidString, currency, "settlement"), currency: currency, ownerID: bank, code: "settlement")
-        case .inventor(let institute, let technology, let index, let name):
-            NewAccount(id: derivedID("account", institute.uuidString, currency, "inventor", technology.uuidString, String(index)), currency: currency,
-                       ownerID: institute, code: "inventor", debitsMustNotExceedCredits: true,
-                       metadata: try? JSONB(encoding: ["inventor": name, "technology_id": technology.uuidString.lowercased()]))
-        }
-    }
-}
-
-/// A UUID (version 8, RFC 9562) derived from `parts`: the same parts always give the same id.
-/// Transfer ids are derived from the deal and the action, so a retried request finds its
-/// transfers already made and never pays twice.
-func derivedID(_ parts: String...) -> UUID {
-    var bytes = Array(SHA256.hash(data: Data(parts.joined(separator: "\u{1F}").utf8)).prefix(16))
-    bytes[6] = (bytes[6] & 0x0F) | 0x80
-    bytes[8] = (bytes[8] & 0x3F) | 0x80
-    return UUID(uuid: (bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
-                       bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]))
-}
-
 /// A ledger batch refused: the first failing transfer's outcome.
 public struct PaymentRefused: Error, Sendable, Equatable {
     public let outcome: TransferOutcome
@@ -111,8 +70,8 @@ public struct Money: Sendable {
                 let bank = try await Self.bankID(connection)
                 let operating = AccountRole.operating(organizationID).account(currency)
                 let settlement = AccountRole.settlement(bank: bank).account(currency)
-                try await Ledger.openAccountIfMissing(operating, on: connection)
-                try await Ledger.openAccountIfMissing(settlement, on: connection)
+                try await Ledger.openAccount(operating, on: connection)
+                try await Ledger.openAccount(settlement, on: connection)
                 let transferID = derivedID("payment", externalRef)
                 let inserted = try await connection.query(
                     """
@@ -125,7 +84,7 @@ public struct Money: Sendable {
                 }
                 let (debit, credit) = direction == .deposit ? (settlement.id, operating.id) : (operating.id, settlement.id)
                 let results = try await Self.pay(
-                    [TransferRequest(id: transferID, action: .post(debit: debit, credit: credit, amount: amount, currency: currency), code: direction.rawValue,
+                    [TransferRequest(id: transferID, action: .post(debit: debit, credit: credit, amount: amount, currency: currency), code: direction.code.rawValue,
                                      metadata: try JSONB(encoding: ["external_ref": externalRef]))],
                     on: connection)
                 try await connection.query(
@@ -184,4 +143,7 @@ public struct Money: Sendable {
 public enum PaymentDirection: String, Sendable {
     case deposit
     case withdrawal
+
+    /// The bank's code on the payment's transfer.
+    var code: MoneyModel.BankCode { self == .deposit ? .deposit : .withdrawal }
 }

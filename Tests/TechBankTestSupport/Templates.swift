@@ -1,0 +1,7 @@
+import TechBank
+import TestSupport
+
+extension TestTemplate {
+    /// The whole schema: the ledger's and TechBank's.
+    public static let techbank = TestTemplate(name: "techbank") { try await Schema.migrate($0) }
+}
