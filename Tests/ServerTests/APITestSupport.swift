@@ -180,16 +180,33 @@ struct API: Sendable {
         return Org(id: id, key: try #require(key.json["key"].string), keyID: try #require(key.json["id"].string))
     }
 
-    /// Opens an account for `owner` as the owner itself; returns its id.
+    /// Opens an account for `owner` as the owner itself; returns its id. It never goes below zero
+    /// (the money model); `funded` minor units are deposited by the operator into the owner's
+    /// operating account and moved into it by the owner, so its credits start at `funded`.
     func createAccount(
-        for owner: Org, currency: String = "CNY", id: String = newID(), debitsMustNotExceedCredits: Bool = false,
+        for owner: Org, currency: String = "CNY", id: String = newID(), funded: Int = 0,
         sourceLocation: SourceLocation = #_sourceLocation
     ) async throws -> String {
         let response = try await call(.post, "/v1/accounts", key: owner.key, json: [
-            "id": id, "owner_id": owner.id, "currency": currency, "debits_must_not_exceed_credits": debitsMustNotExceedCredits,
+            "id": id, "owner_id": owner.id, "currency": currency,
         ], sourceLocation: sourceLocation)
         try #require(response.status == .created, "\(response)", sourceLocation: sourceLocation)
+        if funded > 0 {
+            let operating = try await operatingAccount(of: owner, holding: funded, currency: currency, sourceLocation: sourceLocation)
+            let moved = try await transfer(operating, id, funded, key: owner.key, currency: currency, sourceLocation: sourceLocation)
+            try #require(moved.status == .created, "\(moved)", sourceLocation: sourceLocation)
+        }
         return id
+    }
+
+    /// Deposits `amount` for `owner` as the operator (money from outside the bank, through the
+    /// bank's settlement account) and returns the owner's operating account, which receives it.
+    func operatingAccount(of owner: Org, holding amount: Int, currency: String = "CNY", sourceLocation: SourceLocation = #_sourceLocation) async throws -> String {
+        let deposit = try await call(.post, "/v1/deposits", json: [
+            "organization_id": owner.id, "amount": amount, "currency": currency, "external_ref": "BANK-\(newID())",
+        ], sourceLocation: sourceLocation)
+        try #require(deposit.status == .created, "\(deposit)", sourceLocation: sourceLocation)
+        return try #require(deposit.json["credit_account_id"].string, sourceLocation: sourceLocation)
     }
 
     /// The body of a posted transfer.

@@ -77,7 +77,7 @@ struct LedgerAPITests {
     @Test func refusedTransfersAre422WithTheirOutcome() async throws {
         try await withAPI { api in
             let org = try await api.createOrganization("Acme", kind: "enterprise")
-            let wallet = try await api.createAccount(for: org, debitsMustNotExceedCredits: true)
+            let wallet = try await api.createAccount(for: org)
             let funding = try await api.createAccount(for: org)
             let shop = try await api.createAccount(for: org)
             let dollars = try await api.createAccount(for: org, currency: "USD")
@@ -191,7 +191,7 @@ struct LedgerAPITests {
     @Test func batchesAreAtomicOrIndependent() async throws {
         try await withAPI { api in
             let org = try await api.createOrganization("Acme", kind: "enterprise")
-            let wallet = try await api.createAccount(for: org, debitsMustNotExceedCredits: true)
+            let wallet = try await api.createAccount(for: org)
             let funding = try await api.createAccount(for: org)
             let shop = try await api.createAccount(for: org)
             #expect(try await api.transfer(funding, wallet, 100, key: org.key).status == .created)

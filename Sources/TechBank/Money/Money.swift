@@ -93,7 +93,7 @@ public struct Money: Sendable {
                 guard let transfer = results.first?.transfer else { throw PaymentRefused(outcome: .accountNotFound, detail: nil) }
                 return transfer
             }
-        } catch let error as PostgresError where error.constraint == "accounts_currency_fkey" {
+        } catch let error as LedgerError where error.code == .unknownCurrency {
             throw TechBankError(.validation, field: "currency", "the ledger does not know this currency")
         }
     }
