@@ -723,6 +723,32 @@ BEGIN
     RETURN v_n;
 END $$;
 
+-- ---------------------------------------------------------------- privileges
+-- Least privilege: an application uses the ledger as a member of ledger_user. That role reads
+-- every ledger table and opens accounts (the zero-balance trigger above guards the balances), but
+-- changes balances, transfers and the journal only through these functions, which run as their
+-- owner (the role that migrates). It cannot UPDATE or DELETE a ledger row.
+DO $$ BEGIN
+    CREATE ROLE ledger_user NOLOGIN;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+    NULL;  -- it exists (roles are shared by every database of the cluster)
+END $$;
+
+ALTER FUNCTION ledger.create_transfers(jsonb, boolean, uuid, text[]) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION ledger.expire_pending(integer) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION ledger.close_account(uuid) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION ledger.journal_append_many(text[], uuid[], jsonb[]) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION ledger.journal_append(text, uuid, jsonb) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION ledger.sequence_journal(integer) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+REVOKE ALL ON ALL TABLES IN SCHEMA ledger FROM ledger_user;
+GRANT USAGE ON SCHEMA ledger TO ledger_user;
+GRANT SELECT ON ALL TABLES IN SCHEMA ledger TO ledger_user;
+GRANT INSERT (id, currency, owner_id, code, debits_must_not_exceed_credits, credits_must_not_exceed_debits, metadata)
+    ON ledger.accounts TO ledger_user;
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA ledger FROM PUBLIC;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA ledger TO ledger_user;
+
 -- techbank schema version: 1
 --
 -- Applied by Schema.migrate after the ledger's schema (Sources/Ledger/ledger.sql), in the same
@@ -1170,6 +1196,22 @@ CREATE TABLE IF NOT EXISTS techbank.payments (
 CREATE OR REPLACE TRIGGER payments_append_only
     BEFORE UPDATE OR DELETE ON techbank.payments
     FOR EACH ROW EXECUTE FUNCTION ledger.reject_history_change();
+
+-- ---------------------------------------------------------------------------------------------
+-- Least privilege: the server works as techbank_app (Schema.applicationRole), which uses the
+-- ledger as ledger_user and owns no object: it reads and writes TechBank's tables (their triggers
+-- keep the append-only ones append-only), and cannot UPDATE or DELETE a ledger row.
+-- ---------------------------------------------------------------------------------------------
+DO $$ BEGIN
+    CREATE ROLE techbank_app NOLOGIN;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+    NULL;  -- it exists (roles are shared by every database of the cluster)
+END $$;
+GRANT ledger_user TO techbank_app;
+GRANT USAGE ON SCHEMA techbank TO techbank_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA techbank TO techbank_app;
+GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA techbank TO techbank_app;
+GRANT SELECT ON public.schema_version TO techbank_app;
 
 INSERT INTO public.schema_version (singleton, version) VALUES (true, 1)
 ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version, applied_at = now();

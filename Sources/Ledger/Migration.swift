@@ -2,6 +2,10 @@ import Foundation
 import Postgres
 
 extension Ledger {
+    /// The role an application takes on to use the ledger (created by `migrate`): it reads the
+    /// ledger's tables and opens accounts, and changes money only through the ledger's functions.
+    public static let userRole = "ledger_user"
+
     /// The ledger's schema (`ledger.sql`): tables, guards, the journal and the transfer functions.
     /// The script is idempotent, so applying it on every start is safe.
     public static let schemaSQL: String = {

@@ -722,3 +722,29 @@ BEGIN
     PERFORM ledger.journal_append_many(j_type, j_subject, j_payload);
     RETURN v_n;
 END $$;
+
+-- ---------------------------------------------------------------- privileges
+-- Least privilege: an application uses the ledger as a member of ledger_user. That role reads
+-- every ledger table and opens accounts (the zero-balance trigger above guards the balances), but
+-- changes balances, transfers and the journal only through these functions, which run as their
+-- owner (the role that migrates). It cannot UPDATE or DELETE a ledger row.
+DO $$ BEGIN
+    CREATE ROLE ledger_user NOLOGIN;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+    NULL;  -- it exists (roles are shared by every database of the cluster)
+END $$;
+
+ALTER FUNCTION ledger.create_transfers(jsonb, boolean, uuid, text[]) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION ledger.expire_pending(integer) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION ledger.close_account(uuid) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION ledger.journal_append_many(text[], uuid[], jsonb[]) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION ledger.journal_append(text, uuid, jsonb) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION ledger.sequence_journal(integer) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+REVOKE ALL ON ALL TABLES IN SCHEMA ledger FROM ledger_user;
+GRANT USAGE ON SCHEMA ledger TO ledger_user;
+GRANT SELECT ON ALL TABLES IN SCHEMA ledger TO ledger_user;
+GRANT INSERT (id, currency, owner_id, code, debits_must_not_exceed_credits, credits_must_not_exceed_debits, metadata)
+    ON ledger.accounts TO ledger_user;
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA ledger FROM PUBLIC;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA ledger TO ledger_user;

@@ -73,8 +73,9 @@ public final class PostgresConnection: @unchecked Sendable {
 
     /// Opens a connection from a libpq connection string or URL and applies session settings.
     /// - Parameter database: a database name that overrides the one in `conninfo`, if any.
+    /// - Parameter role: a role to take on (`SET ROLE`) for every statement, if any.
     public static func connect(
-        conninfo: String, database: String? = nil, statementTimeoutMilliseconds: Int, threadPool: NIOThreadPool
+        conninfo: String, database: String? = nil, role: String? = nil, statementTimeoutMilliseconds: Int, threadPool: NIOThreadPool
     ) async throws -> PostgresConnection {
         let connection = try await threadPool.runIfActive { () throws -> PostgresConnection in
             // The first `dbname` is expanded as a whole connection string; later keywords override it.
@@ -101,6 +102,7 @@ public final class PostgresConnection: @unchecked Sendable {
             _ = try await connection.query(
                 "SELECT set_config('statement_timeout', $1, false), set_config('TimeZone', 'UTC', false)",
                 ["\(statementTimeoutMilliseconds)ms"])
+            if let role { _ = try await connection.query("SELECT set_config('role', $1, false)", [role]) }
         } catch {
             connection.close()
             throw error

@@ -8,6 +8,9 @@ public struct PostgresConfiguration: Sendable {
     public var conninfo: String
     /// A database name that overrides the one in `conninfo`, if set.
     public var database: String?
+    /// A role every connection takes on right after connecting (`SET ROLE`), so that all its
+    /// statements run with that role's privileges only; nil keeps the connecting user's.
+    public var role: String?
     /// The most connections the pool opens.
     public var maxConnections: Int = 8
     /// The most callers that may wait for a connection at once; more are refused at once.
@@ -137,6 +140,7 @@ public final class PostgresPool: Service, Sendable {
                     let connection = try await PostgresConnection.connect(
                         conninfo: configuration.conninfo,
                         database: configuration.database,
+                        role: configuration.role,
                         statementTimeoutMilliseconds: configuration.statementTimeoutMilliseconds,
                         threadPool: threadPool)
                     try await state.opened(connection)

@@ -6,6 +6,11 @@ import Postgres
 /// start-up. Both files are idempotent, so applying them on every start is safe; the version is
 /// recorded in `schema_version`. The repository's top-level `schema.sql` is the two, joined.
 public enum Schema {
+    /// The role the server works as (created by `migrate`; see `PostgresConfiguration.role`): it
+    /// uses TechBank's tables and the ledger as `Ledger.userRole`, and cannot UPDATE or DELETE a
+    /// ledger row or change a balance except through the ledger's functions.
+    public static let applicationRole = "techbank_app"
+
     /// The full text of TechBank's `schema.sql` (without the ledger's part).
     public static let sql: String = {
         guard let url = Bundle.module.url(forResource: "schema", withExtension: "sql"),

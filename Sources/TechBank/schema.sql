@@ -446,5 +446,21 @@ CREATE OR REPLACE TRIGGER payments_append_only
     BEFORE UPDATE OR DELETE ON techbank.payments
     FOR EACH ROW EXECUTE FUNCTION ledger.reject_history_change();
 
+-- ---------------------------------------------------------------------------------------------
+-- Least privilege: the server works as techbank_app (Schema.applicationRole), which uses the
+-- ledger as ledger_user and owns no object: it reads and writes TechBank's tables (their triggers
+-- keep the append-only ones append-only), and cannot UPDATE or DELETE a ledger row.
+-- ---------------------------------------------------------------------------------------------
+DO $$ BEGIN
+    CREATE ROLE techbank_app NOLOGIN;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+    NULL;  -- it exists (roles are shared by every database of the cluster)
+END $$;
+GRANT ledger_user TO techbank_app;
+GRANT USAGE ON SCHEMA techbank TO techbank_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA techbank TO techbank_app;
+GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA techbank TO techbank_app;
+GRANT SELECT ON public.schema_version TO techbank_app;
+
 INSERT INTO public.schema_version (singleton, version) VALUES (true, 1)
 ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version, applied_at = now();

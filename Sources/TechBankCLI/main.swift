@@ -48,6 +48,20 @@ struct DatabaseOptions: ParsableArguments {
         return (cluster.conninfo, started ? cluster : nil)
     }
 
+    /// Applies the schema as the connecting user (who owns the schema and creates its roles), on a
+    /// pool used for nothing else; returns the version and the configuration to serve with, which
+    /// works as `Schema.applicationRole`.
+    func migrate(_ conninfo: String, logger: Logger) async throws -> (version: Int, application: PostgresConfiguration) {
+        var configuration = PostgresConfiguration(conninfo: conninfo)
+        configuration.maxConnections = 1
+        let owner = PostgresPool(configuration: configuration, logger: logger)
+        let result = await Result(catching: { try await Schema.migrate(owner) })
+        await owner.close()
+        var application = PostgresConfiguration(conninfo: conninfo)
+        application.role = Schema.applicationRole
+        return (try result.get(), application)
+    }
+
     func describe() -> String {
         resolvedDatabaseURL == nil ? "embedded PostgreSQL in \(resolvedDataDir)" : "PostgreSQL at DATABASE_URL"
     }
@@ -110,9 +124,15 @@ struct Serve: AsyncParsableCommand {
                                               key: try CheckpointSigner.loadOrCreateKey(at: keyFile))
 
         let (conninfo, embedded) = try await database.connect(logger: logger)
-        let pool = PostgresPool(configuration: PostgresConfiguration(conninfo: conninfo), logger: logger)
+        let (version, application): (Int, PostgresConfiguration)
         do {
-            let version = try await Schema.migrate(pool)
+            (version, application) = try await database.migrate(conninfo, logger: logger)
+        } catch {
+            try? await embedded?.stop(logger: logger)
+            throw error
+        }
+        let pool = PostgresPool(configuration: application, logger: logger)
+        do {
             if let generated = try await Organizations(pool: pool).bootstrapOperator(adminKey: environment["TECHBANK_ADMIN_KEY"]) {
                 // Shown once: only its hash is stored.
                 // Written unbuffered, so it appears before the log lines even when stdout is a file.
@@ -150,9 +170,7 @@ struct Migrate: AsyncParsableCommand {
     func run() async throws {
         let logger = makeLogger()
         let (conninfo, embedded) = try await database.connect(logger: logger)
-        let pool = PostgresPool(configuration: PostgresConfiguration(conninfo: conninfo), logger: logger)
-        let result = await Result(catching: { try await Schema.migrate(pool) })
-        await pool.close()
+        let result = await Result(catching: { try await database.migrate(conninfo, logger: logger).version })
         try await embedded?.stop(logger: logger)
         let version = try result.get()
         logger.info("schema is at version \(version)", metadata: ["database": "\(database.describe())"])
@@ -169,12 +187,12 @@ struct SeedDemo: AsyncParsableCommand {
     func run() async throws {
         let logger = makeLogger()
         let (conninfo, embedded) = try await database.connect(logger: logger)
-        let pool = PostgresPool(configuration: PostgresConfiguration(conninfo: conninfo), logger: logger)
         let result = await Result(catching: { () async throws -> DemoData.Summary in
-            _ = try await Schema.migrate(pool)
-            return try await DemoData.seed(pool)
+            let pool = PostgresPool(configuration: try await database.migrate(conninfo, logger: logger).application, logger: logger)
+            let seeded = await Result(catching: { try await DemoData.seed(pool) })
+            await pool.close()
+            return try seeded.get()
         })
-        await pool.close()
         try await embedded?.stop(logger: logger)
         let summary: DemoData.Summary
         do {
@@ -210,7 +228,9 @@ struct AuditVerify: AsyncParsableCommand {
     func run() async throws {
         let logger = makeLogger()
         let (conninfo, embedded) = try await database.connect(logger: logger)
-        let pool = PostgresPool(configuration: PostgresConfiguration(conninfo: conninfo), logger: logger)
+        var configuration = PostgresConfiguration(conninfo: conninfo)
+        configuration.role = Schema.applicationRole
+        let pool = PostgresPool(configuration: configuration, logger: logger)
         let result = await Result(catching: { () async throws -> (Journal.Verification, AuditLog.TreeBreak?, Int) in
             let chains = try await Journal(pool: pool).verify()
             let audit = AuditLog(pool: pool)

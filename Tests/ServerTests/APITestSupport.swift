@@ -243,9 +243,19 @@ func withAPI(maxBodyBytes: Int? = nil, _ body: @escaping @Sendable (API) async t
         _ = try await Organizations(pool: pool).bootstrapOperator(adminKey: operatorKey)
         var configuration = ServerConfiguration()
         if let maxBodyBytes { configuration.maxBodyBytes = maxBodyBytes; configuration.maxBatchBodyBytes = maxBodyBytes }
-        let app = buildApplication(configuration: configuration, pool: pool, logger: TestDatabase.logger)
-        try await app.test(.router) { client in
-            try await body(API(client: client, pool: pool))
+        // The app works as the server does, with least privilege; the test's own SQL uses `pool`.
+        var application = pool.configuration
+        application.role = Schema.applicationRole
+        let applicationPool = PostgresPool(configuration: application, logger: TestDatabase.logger)
+        let app = buildApplication(configuration: configuration, pool: applicationPool, logger: TestDatabase.logger)
+        do {
+            try await app.test(.router) { client in
+                try await body(API(client: client, pool: pool))
+            }
+            await applicationPool.close()
+        } catch {
+            await applicationPool.close()
+            throw error
         }
     }
 }
