@@ -110,8 +110,7 @@ public struct EmbeddedPostgres: Sendable {
             logger.info("creating embedded PostgreSQL cluster", metadata: ["directory": "\(options.directory)"])
             _ = try run(binary("initdb"), ["-D", dataDirectory, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8"])
         }
-        let status = try run(binary("pg_ctl"), ["-D", dataDirectory, "status"], allowedExitCodes: [0, 3])
-        if status.exitCode == 0 {
+        if try postmasterIsRunning(logger: logger) {
             logger.info("embedded PostgreSQL already running; reusing it", metadata: ["directory": "\(options.directory)"])
             return false
         }
@@ -124,9 +123,51 @@ public struct EmbeddedPostgres: Sendable {
         for (name, value) in options.settings.sorted(by: { $0.key < $1.key }) {
             serverOptions.append("-c \(name)=\(quote(value))")
         }
-        _ = try run(binary("pg_ctl"), ["-D", dataDirectory, "-l", logFile, "-w", "-t", "60", "-o", serverOptions.joined(separator: " "), "start"])
+        // After a crash the old server's children may hold its shared memory for a moment
+        // ("pre-existing shared memory block is still in use"): they exit once they notice.
+        for attempt in 1... {
+            do {
+                try run(binary("pg_ctl"), ["-D", dataDirectory, "-l", logFile, "-w", "-t", "60", "-o", serverOptions.joined(separator: " "), "start"])
+                break
+            } catch let error as EmbeddedPostgresError where attempt < Self.startAttempts {
+                logger.warning("embedded PostgreSQL did not start; retrying", metadata: ["attempt": "\(attempt)", "error": "\(error)"])
+                sleep(1)
+            }
+        }
         logger.info("embedded PostgreSQL started", metadata: ["directory": "\(options.directory)", "port": "\(options.port)"])
         return true
+    }
+
+    /// How many times `start` tries `pg_ctl start` before giving up.
+    private static let startAttempts = 10
+
+    /// Whether the server that `postmaster.pid` names is alive. A SIGKILL or a power cut leaves
+    /// the file behind, and its pid may then be a zombie nobody reaps or belong to an unrelated
+    /// process: `pg_ctl status` and the server's own lock-file check would take either for a
+    /// running server and never start. Such a stale file is removed.
+    private func postmasterIsRunning(logger: Logger) throws -> Bool {
+        let pidFile = dataDirectory + "/postmaster.pid"
+        guard let contents = FileManager.default.contents(atPath: pidFile) else { return false }
+        let firstLine = String(decoding: contents, as: UTF8.self).split(separator: "\n").first.map(String.init) ?? ""
+        if let pid = Int32(firstLine.trimmingCharacters(in: .whitespaces)), pid > 0, isLivePostmaster(pid) { return true }
+        logger.warning("removing a stale postmaster.pid (its server is gone)", metadata: ["pid": "\(firstLine)", "directory": "\(options.directory)"])
+        try FileManager.default.removeItem(atPath: pidFile)
+        return false
+    }
+
+    /// Whether `pid` is a running (not zombie) `postgres` process working in this cluster's data
+    /// directory (a postmaster's working directory is its data directory).
+    private func isLivePostmaster(_ pid: Int32) -> Bool {
+        guard let stat = FileManager.default.contents(atPath: "/proc/\(pid)/stat").map({ String(decoding: $0, as: UTF8.self) }),
+              let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")") else { return false }
+        let command = stat[stat.index(after: open)..<close]
+        let state = stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).first
+        guard command == "postgres", let state, state != "Z", state != "X" else { return false }
+        guard let directory = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/cwd") else {
+            return true  // not ours to inspect (another user's process): trust the lock file
+        }
+        let ours = URL(fileURLWithPath: dataDirectory).resolvingSymlinksInPath().path
+        return URL(fileURLWithPath: directory).resolvingSymlinksInPath().path == ours
     }
 
     private static func findBinaries() throws -> String {

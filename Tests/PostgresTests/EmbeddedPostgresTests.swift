@@ -35,4 +35,46 @@ struct EmbeddedPostgresTests {
         let kept = try await second.query("SELECT value FROM kept")
         #expect(try kept[0].decode(String.self, at: 0) == "still here")
     }
+
+    @Test("a cluster whose server was killed with SIGKILL comes back on the next start, with what it committed")
+    func comesBackAfterAKill() async throws {
+        let directory = NSTemporaryDirectory() + "techbank-embedded-\(UUID().uuidString.prefix(8))"
+        var options = EmbeddedPostgres.Options(directory: directory)
+        options.port = 5434
+        let cluster = try EmbeddedPostgres(options: options)
+        defer { try? cluster.destroy() }
+        #expect(try await cluster.start(logger: TestDatabase.logger))
+        let first = try await PostgresConnection.connect(conninfo: cluster.conninfo, statementTimeoutMilliseconds: 5_000, threadPool: .singleton)
+        try await first.query("CREATE TABLE kept (value text)")
+        try await first.query("INSERT INTO kept VALUES ($1)", ["committed before the crash"])
+        first.close()
+        let pidFile = directory + "/data/postmaster.pid"
+        let line = String(decoding: try #require(FileManager.default.contents(atPath: pidFile)), as: UTF8.self).split(separator: "\n")[0]
+        let postmaster = try #require(Int32(line))
+        #expect(kill(postmaster, SIGKILL) == 0)
+        #expect(FileManager.default.fileExists(atPath: pidFile), "a killed server leaves its pid file behind")
+
+        #expect(try await cluster.start(logger: TestDatabase.logger), "the next start starts it again")
+        let second = try await PostgresConnection.connect(conninfo: cluster.conninfo, statementTimeoutMilliseconds: 5_000, threadPool: .singleton)
+        defer { second.close() }
+        let kept = try await second.query("SELECT value FROM kept")
+        #expect(try kept[0].decode(String.self, at: 0) == "committed before the crash")
+    }
+
+    @Test("a pid file naming a live process that is not this cluster's server is stale")
+    func aReusedPIDIsNotARunningServer() async throws {
+        let directory = NSTemporaryDirectory() + "techbank-embedded-\(UUID().uuidString.prefix(8))"
+        var options = EmbeddedPostgres.Options(directory: directory)
+        options.port = 5435
+        let cluster = try EmbeddedPostgres(options: options)
+        defer { try? cluster.destroy() }
+        #expect(try await cluster.start(logger: TestDatabase.logger))
+        try await cluster.stop(logger: TestDatabase.logger)
+        // As after a power cut, when the old pid now belongs to another process (here: this test).
+        let pidFile = directory + "/data/postmaster.pid"
+        #expect(FileManager.default.createFile(atPath: pidFile, contents: Data("\(getpid())\n\(directory)/data\n".utf8)))
+        #expect(try await cluster.start(logger: TestDatabase.logger))
+        let connection = try await PostgresConnection.connect(conninfo: cluster.conninfo, statementTimeoutMilliseconds: 5_000, threadPool: .singleton)
+        connection.close()
+    }
 }
