@@ -36,6 +36,10 @@ struct AuditScopeTests {
                 "organization_id": member.id, "amount": 1_000, "currency": "CNY", "external_ref": "SCOPE-1",
             ])
             try #require(deposit.status == .created, "\(deposit)")
+            // The deposit reaches the member's operating account; the member moves it into its first.
+            let operating = try #require(deposit.json["credit_account_id"].string)
+            let funded = try await api.transfer(operating, accounts[0], 1_000, key: member.key)
+            try #require(funded.status == .created, "\(funded)")
             let transferID = newID()
             let transfer = try await api.call(.post, "/v1/transfers", key: member.key, json: [
                 "id": transferID, "debit_account_id": accounts[1], "credit_account_id": accounts[0], "amount": 0, "currency": "CNY",

@@ -77,7 +77,8 @@ struct ConventionTests {
     @Test func wrongTypesAre422NamingTheField() async throws {
         try await withAPI { api in
             let org = try await api.createOrganization("Acme", kind: "enterprise")
-            let a = try await api.createAccount(for: org)
+            // Funded, so that a request slipping past validation would move money.
+            let a = try await api.createAccount(for: org, funded: 1_000)
             let b = try await api.createAccount(for: org)
             func transfer(_ change: (inout [String: Any]) -> Void) -> [String: Any] {
                 var body = API.transferBody(a, b, 100)
@@ -133,14 +134,17 @@ struct ConventionTests {
             // In a batch, the element is named.
             let badBatchCode = try await api.call(.post, "/v1/transfers/batch", key: org.key, json: ["atomic": true, "transfers": [transfer { _ in }, transfer { $0["code"] = "Bad" }]])
             #expect(badBatchCode.status == .unprocessableContent && badBatchCode.errorFields == ["transfers[1].code"], "\(badBatchCode)")
-            #expect(try await api.balances(a) == [0, 0, 0, 0])
+            #expect(try await api.balances(a) == [0, 1_000, 0, 0])
         }
     }
 
     @Test func amountsMustBePositiveIntegersUpTo2To53() async throws {
         try await withAPI { api in
             let org = try await api.createOrganization("Acme", kind: "enterprise")
-            let a = try await api.createAccount(for: org)
+            // 2^53 is the most one deposit brings in; the hold's 10 comes on top of it.
+            let a = try await api.createAccount(for: org, funded: 1 << 53)
+            let operating = try await api.operatingAccount(of: org, holding: 10)
+            try #require(try await api.transfer(operating, a, 10, key: org.key).status == .created)
             let b = try await api.createAccount(for: org)
             let hold = try await api.call(.post, "/v1/transfers", key: org.key, json: [
                 "id": newID(), "debit_account_id": a, "credit_account_id": b, "amount": 10, "currency": "CNY", "pending": true,
@@ -162,14 +166,15 @@ struct ConventionTests {
             // 2^53 itself is the largest amount accepted.
             let largest = try await api.call(.post, "/v1/transfers", key: org.key, raw: #"{"id":"\#(newID())","debit_account_id":"\#(a)","credit_account_id":"\#(b)","amount":9007199254740992,"currency":"CNY"}"#)
             #expect(largest.status == .created && largest.json["amount"].int == 9_007_199_254_740_992, "\(largest)")
-            #expect(try await api.balances(a) == [9_007_199_254_740_992, 0, 10, 0])
+            #expect(try await api.balances(a) == [9_007_199_254_740_992, 9_007_199_254_741_002, 10, 0])
         }
     }
 
     @Test func unknownFieldsAre422() async throws {
         try await withAPI { api in
             let org = try await api.createOrganization("Acme", kind: "enterprise")
-            let a = try await api.createAccount(for: org)
+            // Funded, so that a request slipping past validation would move money.
+            let a = try await api.createAccount(for: org, funded: 1_000)
             let b = try await api.createAccount(for: org)
             var transfer = API.transferBody(a, b, 5)
             transfer["extra"] = 1
@@ -194,14 +199,15 @@ struct ConventionTests {
             // Two unknown fields are both named.
             transfer["more"] = 2
             expectProblem(try await api.call(.post, "/v1/transfers", key: org.key, json: transfer), .unprocessableContent, "unknown_field", fields: ["extra", "more"])
-            #expect(try await api.balances(a) == [0, 0, 0, 0])
+            #expect(try await api.balances(a) == [0, 1_000, 0, 0])
         }
     }
 
     @Test func missingRequiredFieldsAre422NamingThem() async throws {
         try await withAPI { api in
             let org = try await api.createOrganization("Acme", kind: "enterprise")
-            let a = try await api.createAccount(for: org)
+            // Funded, so that a request slipping past validation would move money.
+            let a = try await api.createAccount(for: org, funded: 1_000)
             let b = try await api.createAccount(for: org)
             for field in ["id", "debit_account_id", "credit_account_id", "amount", "currency"] {
                 var body = API.transferBody(a, b, 5)
@@ -228,14 +234,14 @@ struct ConventionTests {
             var nullAmount = API.transferBody(a, b, 5)
             nullAmount["amount"] = NSNull()
             expectInvalid(try await api.call(.post, "/v1/transfers", key: org.key, json: nullAmount), "amount")
-            #expect(try await api.balances(a) == [0, 0, 0, 0])
+            #expect(try await api.balances(a) == [0, 1_000, 0, 0])
         }
     }
 
     @Test func bodiesOverTheLimitAre413() async throws {
         try await withAPI(maxBodyBytes: 1024) { api in
             let org = try await api.createOrganization("Acme", kind: "enterprise")
-            let a = try await api.createAccount(for: org)
+            let a = try await api.createAccount(for: org, funded: 100)
             let b = try await api.createAccount(for: org)
             let id = newID()
             var big = API.transferBody(a, b, 5, id: id)
@@ -267,7 +273,7 @@ struct ConventionTests {
             #expect(accepted.status == .created, "\(accepted)")
             // None of the oversized ones moved money; the small one did.
             expectProblem(try await api.call(.get, "/v1/transfers/\(id)", key: org.key), .notFound, "not_found")
-            #expect(try await api.balances(a) == [5, 0, 0, 0])
+            #expect(try await api.balances(a) == [5, 100, 0, 0])
         }
     }
 
@@ -300,12 +306,14 @@ struct ConventionTests {
         try await withAPI { api in
             let org = try await api.createOrganization("Acme", kind: "enterprise")
             let a = try await api.createAccount(for: org)
-            let b = try await api.createAccount(for: org)
-            let c = try await api.createAccount(for: org)
+            // b and c are funded (transfers a's listing does not show); a's own funding is the first of its five.
+            let b = try await api.createAccount(for: org, funded: 100)
+            let c = try await api.createAccount(for: org, funded: 100)
+            let operating = try await api.operatingAccount(of: org, holding: 100)
             var created: [String] = []
-            for (index, (debit, credit)) in [(a, b), (b, a), (a, c), (c, b), (c, a), (a, b)].enumerated() {
-                let response = try await api.transfer(debit, credit, index + 1, key: org.key)
-                #expect(response.status == .created)
+            for (debit, credit, amount) in [(operating, a, 100), (b, a, 2), (a, c, 3), (c, b, 4), (c, a, 5), (a, b, 6)] {
+                let response = try await api.transfer(debit, credit, amount, key: org.key)
+                #expect(response.status == .created, "\(response)")
                 if debit == a || credit == a { created.append(try #require(response.json["id"].string)) }
             }
             #expect(created.count == 5)

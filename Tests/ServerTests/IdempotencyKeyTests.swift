@@ -13,7 +13,8 @@ struct IdempotencyKeyTests {
     @Test func aRetriedTransferIsReplayedAndMovesMoneyOnce() async throws {
         try await withAPI { api in
             let org = try await api.createOrganization("Acme", kind: "enterprise")
-            let a = try await api.createAccount(for: org)
+            // Funded beyond the payment, so a second application would have gone through.
+            let a = try await api.createAccount(for: org, funded: 1_000)
             let b = try await api.createAccount(for: org)
             let body = Self.rawTransfer(newID(), a, b, 250)
 
@@ -28,10 +29,10 @@ struct IdempotencyKeyTests {
                 #expect(retry.headers[.location] == first.headers[.location] && first.headers[.location] != nil)
                 #expect(retry.contentType == first.contentType)
             }
-            #expect(try await api.balances(a) == [250, 0, 0, 0])
+            #expect(try await api.balances(a) == [250, 1_000, 0, 0])
             #expect(try await api.balances(b) == [0, 250, 0, 0])
             let listing = try await api.call(.get, "/v1/accounts/\(a)/transfers", key: org.key)
-            #expect(listing.json["data"].array.count == 1)
+            #expect(listing.json["data"].array.count == 2, "its funding and the one payment: \(listing)")
 
             // The same key with another body is refused, and that body is not applied.
             let otherID = newID()
@@ -41,7 +42,7 @@ struct IdempotencyKeyTests {
             let sameBodyOtherSpacing = try await api.call(.post, "/v1/transfers", key: org.key, raw: body + " ", headers: [.tbIdempotencyKey: "pay-2026-001"])
             expectProblem(sameBodyOtherSpacing, .unprocessableContent, "idempotency_key_reused")
             expectProblem(try await api.call(.get, "/v1/transfers/\(otherID)", key: org.key), .notFound, "not_found")
-            #expect(try await api.balances(a) == [250, 0, 0, 0])
+            #expect(try await api.balances(a) == [250, 1_000, 0, 0])
 
             // Refusals are replayed too: the first answer stands.
             let refusedBody = Self.rawTransfer(newID(), a, a, 1)
@@ -56,7 +57,7 @@ struct IdempotencyKeyTests {
                                                   headers: HTTPFields([HTTPField(name: .tbIdempotencyKey, value: bad)]))
                 expectProblem(response, .badRequest, "invalid_request", fields: ["Idempotency-Key"])
             }
-            #expect(try await api.balances(a) == [250, 0, 0, 0])
+            #expect(try await api.balances(a) == [250, 1_000, 0, 0])
         }
     }
 
@@ -64,9 +65,9 @@ struct IdempotencyKeyTests {
         try await withAPI { api in
             let alice = try await api.createOrganization("Alice", kind: "enterprise")
             let bob = try await api.createOrganization("Bob", kind: "enterprise")
-            let a1 = try await api.createAccount(for: alice)
+            let a1 = try await api.createAccount(for: alice, funded: 100)
             let a2 = try await api.createAccount(for: alice)
-            let b1 = try await api.createAccount(for: bob)
+            let b1 = try await api.createAccount(for: bob, funded: 100)
             let b2 = try await api.createAccount(for: bob)
 
             let forAlice = try await api.call(.post, "/v1/transfers", key: alice.key, raw: Self.rawTransfer(newID(), a1, a2, 10), headers: [.tbIdempotencyKey: "order-1"])
@@ -74,8 +75,8 @@ struct IdempotencyKeyTests {
             #expect(forAlice.status == .created && forBob.status == .created, "\(forBob)")
             #expect(forBob.headers[.tbIdempotentReplayed] == nil)
             #expect(forBob.json["amount"].int == 20 && forBob.json["debit_account_id"].string == b1)
-            #expect(try await api.balances(a1) == [10, 0, 0, 0])
-            #expect(try await api.balances(b1) == [20, 0, 0, 0])
+            #expect(try await api.balances(a1) == [10, 100, 0, 0])
+            #expect(try await api.balances(b1) == [20, 100, 0, 0])
 
             // Bob replaying Alice's exact request under the same key gets no replay of her response.
             let aliceBody = Self.rawTransfer(newID(), a1, a2, 30)
@@ -116,7 +117,7 @@ struct IdempotencyKeyTests {
     @Test func aKeyWhoseFirstRequestIsStillRunningAnswers409() async throws {
         try await withAPI { api in
             let org = try await api.createOrganization("Acme", kind: "enterprise")
-            let a = try await api.createAccount(for: org)
+            let a = try await api.createAccount(for: org, funded: 1_000)
             let b = try await api.createAccount(for: org)
             let body = Self.rawTransfer(newID(), a, b, 75)
             let orgID = UUID(uuidString: org.id)!
@@ -140,7 +141,7 @@ struct IdempotencyKeyTests {
             // The path is part of the request: the same body to the batch route is another request.
             let otherPath = try await api.call(.post, "/v1/transfers/batch", key: org.key, raw: body, headers: [.tbIdempotencyKey: "running"])
             expectProblem(otherPath, .unprocessableContent, "idempotency_key_reused")
-            #expect(try await api.balances(a) == [0, 0, 0, 0])
+            #expect(try await api.balances(a) == [0, 1_000, 0, 0])
 
             // A claim for another organization does not block this one.
             let other = try await api.createOrganization("Other", kind: "enterprise")
@@ -151,7 +152,7 @@ struct IdempotencyKeyTests {
             }
             let unblocked = try await api.call(.post, "/v1/transfers", key: org.key, raw: body, headers: [.tbIdempotencyKey: "elsewhere"])
             #expect(unblocked.status == .created, "\(unblocked)")
-            #expect(try await api.balances(a) == [75, 0, 0, 0])
+            #expect(try await api.balances(a) == [75, 1_000, 0, 0])
 
             // A claim abandoned long ago (its request crashed) is taken over by the same request.
             let lateBody = Self.rawTransfer(newID(), a, b, 5)
@@ -160,7 +161,7 @@ struct IdempotencyKeyTests {
             #expect(takenOver.status == .created && takenOver.headers[.tbIdempotentReplayed] == nil, "\(takenOver)")
             let replayed = try await api.call(.post, "/v1/transfers", key: org.key, raw: lateBody, headers: [.tbIdempotencyKey: "abandoned"])
             #expect(replayed.body == takenOver.body && replayed.headers[.tbIdempotentReplayed] == "true")
-            #expect(try await api.balances(a) == [80, 0, 0, 0])
+            #expect(try await api.balances(a) == [80, 1_000, 0, 0])
         }
     }
 }

@@ -89,14 +89,14 @@ struct JournalCoverageTests {
         }),
         ("POST /v1/transfers", { w in
             let org = try await w.api.createOrganization("Transferring Ltd", kind: "enterprise")
-            let debit = try await w.api.createAccount(for: org)
+            let debit = try await w.api.createAccount(for: org, funded: 1_000)
             let credit = try await w.api.createAccount(for: org)
             let id = newID()
             return Call(caller: org, uri: "/v1/transfers", json: API.transferBody(debit, credit, 1_000, id: id), status: .created, subject: .id(id))
         }),
         ("POST /v1/transfers/batch", { w in
             let org = try await w.api.createOrganization("Batching Ltd", kind: "enterprise")
-            let debit = try await w.api.createAccount(for: org)
+            let debit = try await w.api.createAccount(for: org, funded: 3_000)
             let credit = try await w.api.createAccount(for: org)
             let (first, second) = (newID(), newID())
             return Call(caller: org, uri: "/v1/transfers/batch",

@@ -8,14 +8,15 @@ struct LedgerAPITests {
         try await withAPI { api in
             let org = try await api.createOrganization("Acme", kind: "enterprise")
             let id = newID()
-            let body: [String: Any] = ["id": id, "owner_id": org.id, "currency": "CNY", "code": "escrow", "metadata": ["project": "p-1", "n": 3]]
+            let body: [String: Any] = ["id": id, "owner_id": org.id, "currency": "CNY", "code": "project", "metadata": ["project": "p-1", "n": 3]]
             let created = try await api.call(.post, "/v1/accounts", key: org.key, json: body)
             #expect(created.status == .created, "\(created)")
             #expect(created.headers[.location] == "/v1/accounts/\(id)")
             let account = created.json
-            #expect(account["id"].string == id && account["owner_id"].string == org.id && account["currency"].string == "CNY" && account["code"].string == "escrow")
+            #expect(account["id"].string == id && account["owner_id"].string == org.id && account["currency"].string == "CNY" && account["code"].string == "project")
             #expect(account["debits_posted"].int == 0 && account["credits_posted"].int == 0 && account["debits_pending"].int == 0 && account["credits_pending"].int == 0)
-            #expect(account["closed"].bool == false && account["debits_must_not_exceed_credits"].bool == false)
+            // The money model: an account opened through the API never goes below zero.
+            #expect(account["closed"].bool == false && account["debits_must_not_exceed_credits"].bool == true)
             #expect(account["metadata"]["project"].string == "p-1" && account["metadata"]["n"].int == 3)
             #expect(account["created_at"].string != nil)
 
@@ -35,13 +36,36 @@ struct LedgerAPITests {
             // Without an id, every request opens a new account.
             let fresh = try await api.call(.post, "/v1/accounts", key: org.key, json: ["owner_id": org.id, "currency": "CNY"])
             #expect(fresh.status == .created && fresh.json["id"].string != id && fresh.json["code"].string == "operating" && fresh.json["metadata"] == .null)
+            #expect(fresh.json["debits_must_not_exceed_credits"].bool == true, "\(fresh)")
+
+            // The money model refuses what it used to accept: the bank's account codes (once
+            // `escrow` was a tenant's to choose), an account that may go below zero, the opposite
+            // balance rule, and ids of UUID version 8 (the bank's). Nothing is opened.
+            for code in ["escrow", "settlement", "inventor"] {
+                expectInvalid(try await api.call(.post, "/v1/accounts", key: org.key, json: ["id": newID(), "owner_id": org.id, "currency": "CNY", "code": code]), "code")
+            }
+            expectInvalid(try await api.call(.post, "/v1/accounts", key: org.key, json: [
+                "id": newID(), "owner_id": org.id, "currency": "CNY", "debits_must_not_exceed_credits": false,
+            ]), "debits_must_not_exceed_credits")
+            expectInvalid(try await api.call(.post, "/v1/accounts", key: org.key, json: [
+                "id": newID(), "owner_id": org.id, "currency": "CNY", "credits_must_not_exceed_debits": true,
+            ]), "credits_must_not_exceed_debits")
+            let explicit = try await api.call(.post, "/v1/accounts", key: org.key, json: [
+                "id": newID(), "owner_id": org.id, "currency": "CNY", "debits_must_not_exceed_credits": true, "credits_must_not_exceed_debits": false,
+            ])
+            #expect(explicit.status == .created && explicit.json["debits_must_not_exceed_credits"].bool == true, "\(explicit)")
+            var version8 = Array(newID())
+            version8[14] = "8"
+            expectInvalid(try await api.call(.post, "/v1/accounts", key: org.key, json: ["id": String(version8), "owner_id": org.id, "currency": "CNY"]), "id")
+            let owned = try await api.call(.get, "/v1/organizations/\(org.id)/balances", key: org.key)
+            #expect(owned.json["data"][0]["accounts"].array.count == 3, "only the three accounts accepted were opened: \(owned)")
         }
     }
 
     @Test func transfersAreCreatedOnceAndReplayedByID() async throws {
         try await withAPI { api in
             let org = try await api.createOrganization("Acme", kind: "enterprise")
-            let a = try await api.createAccount(for: org)
+            let a = try await api.createAccount(for: org, funded: 1_000)
             let b = try await api.createAccount(for: org)
             let id = newID()
             var body = API.transferBody(a, b, 1_000, id: id)
@@ -69,7 +93,7 @@ struct LedgerAPITests {
             several["metadata"] = NSNull()
             expectProblem(try await api.call(.post, "/v1/transfers", key: org.key, json: several), .conflict, "exists_with_different_fields",
                           fields: ["amount", "code", "metadata"])
-            #expect(try await api.balances(a) == [1_000, 0, 0, 0])
+            #expect(try await api.balances(a) == [1_000, 1_000, 0, 0])
             #expect(try await api.balances(b) == [0, 1_000, 0, 0])
         }
     }
@@ -78,7 +102,7 @@ struct LedgerAPITests {
         try await withAPI { api in
             let org = try await api.createOrganization("Acme", kind: "enterprise")
             let wallet = try await api.createAccount(for: org)
-            let funding = try await api.createAccount(for: org)
+            let funding = try await api.createAccount(for: org, funded: 1_000)
             let shop = try await api.createAccount(for: org)
             let dollars = try await api.createAccount(for: org, currency: "USD")
 
@@ -95,6 +119,7 @@ struct LedgerAPITests {
             expectProblem(try await api.call(.post, "/v1/transfers", key: org.key, json: ["id": newID(), "post_pending_id": newID()]),
                           .notFound, "not_found")
             #expect(try await api.balances(wallet) == [100, 100, 0, 0])
+            #expect(try await api.balances(funding) == [100, 1_000, 0, 0])
             #expect(try await api.balances(dollars) == [0, 0, 0, 0])
         }
     }
@@ -102,24 +127,32 @@ struct LedgerAPITests {
     @Test func holdsArePostedInPartOrVoided() async throws {
         try await withAPI { api in
             let org = try await api.createOrganization("Acme", kind: "enterprise")
-            let buyer = try await api.createAccount(for: org)
+            let buyer = try await api.createAccount(for: org, funded: 1_000)
             let seller = try await api.createAccount(for: org)
 
+            // The money model: `escrow_fund` and `escrow_release` are the bank's codes (once a
+            // tenant's to use); a tenant's hold and its posting carry codes of its own.
             let holdID = newID()
-            let hold = try await api.call(.post, "/v1/transfers", key: org.key, json: [
+            expectInvalid(try await api.call(.post, "/v1/transfers", key: org.key, json: [
                 "id": holdID, "debit_account_id": buyer, "credit_account_id": seller, "amount": 100, "currency": "CNY",
                 "pending": true, "timeout_seconds": 3600, "code": "escrow_fund",
+            ]), "code")
+            let hold = try await api.call(.post, "/v1/transfers", key: org.key, json: [
+                "id": holdID, "debit_account_id": buyer, "credit_account_id": seller, "amount": 100, "currency": "CNY",
+                "pending": true, "timeout_seconds": 3600, "code": "order_hold",
             ])
             #expect(hold.status == .created, "\(hold)")
             #expect(hold.json["kind"].string == "pending" && hold.json["timeout_seconds"].int == 3600 && hold.json["expires_at"].string != nil)
-            #expect(try await api.balances(buyer) == [0, 0, 100, 0])
+            #expect(try await api.balances(buyer) == [0, 1_000, 100, 0])
             #expect(try await api.balances(seller) == [0, 0, 0, 100])
 
-            let post = try await api.call(.post, "/v1/transfers", key: org.key, json: ["id": newID(), "post_pending_id": holdID, "amount": 60, "code": "escrow_release"])
+            expectInvalid(try await api.call(.post, "/v1/transfers", key: org.key, json: ["id": newID(), "post_pending_id": holdID, "amount": 60, "code": "escrow_release"]),
+                          "code")
+            let post = try await api.call(.post, "/v1/transfers", key: org.key, json: ["id": newID(), "post_pending_id": holdID, "amount": 60, "code": "order_paid"])
             #expect(post.status == .created, "\(post)")
             #expect(post.json["kind"].string == "post_pending" && post.json["amount"].int == 60 && post.json["pending_id"].string == holdID)
             #expect(post.json["debit_account_id"].string == buyer && post.json["credit_account_id"].string == seller)
-            #expect(try await api.balances(buyer) == [60, 0, 0, 0])
+            #expect(try await api.balances(buyer) == [60, 1_000, 0, 0])
             #expect(try await api.balances(seller) == [0, 60, 0, 0])
             expectProblem(try await api.call(.post, "/v1/transfers", key: org.key, json: ["id": newID(), "post_pending_id": holdID]),
                           .unprocessableContent, "pending_transfer_already_posted")
@@ -135,7 +168,7 @@ struct LedgerAPITests {
                           .unprocessableContent, "amount_exceeds_pending")
             let void = try await api.call(.post, "/v1/transfers", key: org.key, json: ["id": newID(), "void_pending_id": secondID])
             #expect(void.status == .created && void.json["kind"].string == "void_pending" && void.json["pending_id"].string == secondID, "\(void)")
-            #expect(try await api.balances(buyer) == [60, 0, 0, 0])
+            #expect(try await api.balances(buyer) == [60, 1_000, 0, 0])
             expectProblem(try await api.call(.post, "/v1/transfers", key: org.key, json: ["id": newID(), "void_pending_id": secondID]),
                           .unprocessableContent, "pending_transfer_already_voided")
 
@@ -160,7 +193,7 @@ struct LedgerAPITests {
     @Test func balancesAsOfAPastInstant() async throws {
         try await withAPI { api in
             let org = try await api.createOrganization("Acme", kind: "enterprise")
-            let a = try await api.createAccount(for: org)
+            let a = try await api.createAccount(for: org, funded: 1_000)
             let b = try await api.createAccount(for: org)
             let first = try await api.transfer(a, b, 100, key: org.key)
             let second = try await api.transfer(a, b, 30, key: org.key)
@@ -172,7 +205,7 @@ struct LedgerAPITests {
             #expect(atFirst.status == .ok)
             #expect(atFirst.json["debits_posted"].int == 100, "the balance at a transfer's created_at includes that transfer: \(atFirst)")
             #expect(atFirst.json["at"].string == firstAt, "the instant asked for is echoed exactly: \(atFirst)")
-            #expect(atFirst.json["account_id"].string == a && atFirst.json["currency"].string == "CNY" && atFirst.json["credits_posted"].int == 0)
+            #expect(atFirst.json["account_id"].string == a && atFirst.json["currency"].string == "CNY" && atFirst.json["credits_posted"].int == 1_000)
             let atSecond = try await api.call(.get, "/v1/accounts/\(a)/balance?at=\(secondAt)", key: org.key)
             #expect(atSecond.json["debits_posted"].int == 130, "\(atSecond)")
             let now = try await api.call(.get, "/v1/accounts/\(a)/balance", key: org.key)
@@ -192,7 +225,7 @@ struct LedgerAPITests {
         try await withAPI { api in
             let org = try await api.createOrganization("Acme", kind: "enterprise")
             let wallet = try await api.createAccount(for: org)
-            let funding = try await api.createAccount(for: org)
+            let funding = try await api.createAccount(for: org, funded: 100)
             let shop = try await api.createAccount(for: org)
             #expect(try await api.transfer(funding, wallet, 100, key: org.key).status == .created)
 
@@ -243,7 +276,7 @@ struct LedgerAPITests {
     @Test func aFullBatchOf8000TransfersFitsTheDefaultBodyLimit() async throws {
         try await withAPI { api in
             let org = try await api.createOrganization("Acme", kind: "enterprise")
-            let a = try await api.createAccount(for: org)
+            let a = try await api.createAccount(for: org, funded: 8_000 * 8_001 / 2)
             let b = try await api.createAccount(for: org)
             let elements = (0..<8_000).map { index in
                 #"{"id":"\#(newID())","debit_account_id":"\#(a)","credit_account_id":"\#(b)","amount":\#(index + 1),"currency":"CNY","code":"payroll"}"#
@@ -253,7 +286,7 @@ struct LedgerAPITests {
             #expect(response.status == .ok, "a full batch (\(body.utf8.count) bytes) is refused: \(response.status.code) \(response.code ?? "")")
             if response.status == .ok {
                 #expect(response.json["results"].array.count == 8_000)
-                #expect(try await api.balances(a)[0] == 8_000 * 8_001 / 2)
+                #expect(try await api.balances(a) == [8_000 * 8_001 / 2, 8_000 * 8_001 / 2, 0, 0], "every transfer moved, down to exactly zero")
             }
         }
     }

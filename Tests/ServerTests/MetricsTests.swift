@@ -7,7 +7,8 @@ struct MetricsTests {
     @Test func metricsCountRequestsTransfersAndPoolConnections() async throws {
         try await withAPI { api in
             let org = try await api.createOrganization("Acme", kind: "enterprise")
-            let a = try await api.createAccount(for: org)
+            // The owner's operating account, funded by a deposit (not through /v1/transfers).
+            let a = try await api.operatingAccount(of: org, holding: 30)
             let b = try await api.createAccount(for: org)
             #expect(try await api.transfer(a, b, 10, key: org.key).status == .created)
             #expect(try await api.transfer(a, b, 20, key: org.key).status == .created)

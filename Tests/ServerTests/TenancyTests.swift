@@ -10,7 +10,7 @@ struct TenancyTests {
         try await withAPI { api in
             let alice = try await api.createOrganization("Alice Ltd", kind: "enterprise")
             let bob = try await api.createOrganization("Bob Ltd", kind: "enterprise")
-            let a1 = try await api.createAccount(for: alice)
+            let a1 = try await api.createAccount(for: alice, funded: 1_000)
             let a2 = try await api.createAccount(for: alice)
             let b1 = try await api.createAccount(for: bob)
             let transfer = try await api.transfer(a1, a2, 100, key: alice.key)
@@ -77,7 +77,7 @@ struct TenancyTests {
             #expect(listing.json["data"].array.compactMap { $0["id"].string } == [bob.id], "\(listing)")
 
             // None of Bob's attempts changed anything of Alice's.
-            #expect(try await api.balances(a1) == [100, 0, 40, 0])
+            #expect(try await api.balances(a1) == [100, 1_000, 40, 0])
             #expect(try await api.balances(b1) == [0, 0, 0, 0])
             let org = try await api.call(.get, "/v1/organizations/\(alice.id)")
             #expect(org.json["name"].string == "Alice Ltd" && org.headers[.eTag] == "\"v1\"", "\(org)")
@@ -90,7 +90,7 @@ struct TenancyTests {
             let park = try await api.createOrganization("North Park", kind: "sub_park")
             let member = try await api.createOrganization("Member Lab", kind: "institute", subParkID: park.id)
             let outsider = try await api.createOrganization("Outside Lab", kind: "institute")
-            let memberAccount = try await api.createAccount(for: member)
+            let memberAccount = try await api.createAccount(for: member, funded: 100)
             let memberAccount2 = try await api.createAccount(for: member)
             let outsiderAccount = try await api.createAccount(for: outsider)
             let moved = try await api.transfer(memberAccount, memberAccount2, 25, key: member.key)
@@ -98,7 +98,8 @@ struct TenancyTests {
 
             let account = try await api.call(.get, "/v1/accounts/\(memberAccount)", key: park.key)
             #expect(account.status == .ok && account.json["debits_posted"].int == 25, "\(account)")
-            #expect(try await api.call(.get, "/v1/accounts/\(memberAccount)/transfers", key: park.key).json["data"].array.count == 1)
+            // Its funding from the member's operating account and the payment.
+            #expect(try await api.call(.get, "/v1/accounts/\(memberAccount)/transfers", key: park.key).json["data"].array.count == 2)
             #expect(try await api.call(.get, "/v1/accounts/\(memberAccount)/balance", key: park.key).status == .ok)
             #expect(try await api.call(.get, "/v1/transfers/\(moved.json["id"].string ?? "")", key: park.key).status == .ok)
             #expect(try await api.call(.get, "/v1/organizations/\(member.id)", key: park.key).status == .ok)
@@ -112,7 +113,7 @@ struct TenancyTests {
 
             let debit = try await api.transfer(memberAccount, outsiderAccount, 5, key: park.key)
             expectProblem(debit, .forbidden, "forbidden", fields: ["debit_account_id"])
-            #expect(try await api.balances(memberAccount) == [25, 0, 0, 0])
+            #expect(try await api.balances(memberAccount) == [25, 100, 0, 0])
         }
     }
 
@@ -120,7 +121,7 @@ struct TenancyTests {
         try await withAPI { api in
             let committee = try await api.createOrganization("Committee", kind: "committee")
             let alice = try await api.createOrganization("Alice Ltd", kind: "enterprise")
-            let a1 = try await api.createAccount(for: alice)
+            let a1 = try await api.createAccount(for: alice, funded: 100)
             let a2 = try await api.createAccount(for: alice)
             let moved = try await api.transfer(a1, a2, 70, key: alice.key)
             let hold = try await api.call(.post, "/v1/transfers", key: alice.key, json: [
@@ -129,7 +130,8 @@ struct TenancyTests {
             let holdID = try #require(hold.json["id"].string)
 
             #expect(try await api.call(.get, "/v1/accounts/\(a1)", key: committee.key).status == .ok)
-            #expect(try await api.call(.get, "/v1/accounts/\(a1)/transfers", key: committee.key).json["data"].array.count == 2)
+            // Its funding, the payment and the hold.
+            #expect(try await api.call(.get, "/v1/accounts/\(a1)/transfers", key: committee.key).json["data"].array.count == 3)
             #expect(try await api.call(.get, "/v1/accounts/\(a1)/balance", key: committee.key).json["debits_posted"].int == 70)
             #expect(try await api.call(.get, "/v1/transfers/\(moved.json["id"].string ?? "")", key: committee.key).status == .ok)
             #expect(try await api.call(.get, "/v1/organizations/\(alice.id)", key: committee.key).status == .ok)
@@ -145,7 +147,7 @@ struct TenancyTests {
             expectProblem(try await api.call(.post, "/v1/accounts", key: committee.key, json: ["owner_id": alice.id, "currency": "CNY"]), .forbidden, "forbidden")
             expectProblem(try await api.call(.patch, "/v1/organizations/\(alice.id)", key: committee.key, json: ["name": "X"], headers: [.ifMatch: "\"v1\""]),
                           .forbidden, "forbidden")
-            #expect(try await api.balances(a1) == [70, 0, 30, 0])
+            #expect(try await api.balances(a1) == [70, 100, 30, 0])
         }
     }
 
@@ -153,7 +155,7 @@ struct TenancyTests {
         try await withAPI { api in
             let payer = try await api.createOrganization("Payer", kind: "enterprise")
             let payee = try await api.createOrganization("Payee", kind: "institute")
-            let payerAccount = try await api.createAccount(for: payer)
+            let payerAccount = try await api.createAccount(for: payer, funded: 300)
             let payeeAccount = try await api.createAccount(for: payee)
 
             let paid = try await api.transfer(payerAccount, payeeAccount, 300, key: payer.key)
@@ -184,9 +186,10 @@ struct TenancyTests {
         try await withAPI { api in
             let alice = try await api.createOrganization("Alice Ltd", kind: "enterprise")
             let bob = try await api.createOrganization("Bob Ltd", kind: "enterprise")
-            let a1 = try await api.createAccount(for: alice)
+            let a1 = try await api.createAccount(for: alice, funded: 12_345)
             let a2 = try await api.createAccount(for: alice, currency: "CNY")
-            let b1 = try await api.createAccount(for: bob)
+            // Bob could pay either guess, so only the id can be why his transfer is refused.
+            let b1 = try await api.createAccount(for: bob, funded: 100_000)
             let b2 = try await api.createAccount(for: bob)
             let secret = try await api.transfer(a1, a2, 12_345, key: alice.key)
             let secretID = try #require(secret.json["id"].string)
