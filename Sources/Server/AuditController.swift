@@ -146,14 +146,11 @@ struct AuditController: Sendable {
             }
             filter.eventType = String(type)
         }
-        for (name, keyPath) in [("from", \AuditLog.Filter.from), ("to", \AuditLog.Filter.to)] {
-            guard let text = parameters[Substring(name)] else { continue }
-            guard let date = RFC3339.parse(String(text)) else { throw APIError.validation(name, "must be an RFC 3339 time") }
-            filter[keyPath: keyPath] = date
-        }
+        filter.from = try request.timeQuery("from")
+        filter.to = try request.timeQuery("to")
         filter.visibleSubjects = try await organizations.auditSubjects(of: identity)
         let after = try cursor.map { text -> Int in
-            guard let value = Int(try Cursor.decode(text)), value >= 0 else { throw APIError.validation("cursor", "is not a cursor this API returned") }
+            guard let value = Int(try Cursor.decode(text)), value >= 0 else { throw Cursor.invalid }
             return value
         } ?? -1
         try await audit.sequence()

@@ -42,7 +42,7 @@ struct ReportController: Sendable {
         if let drill = try Self.drill(request, from: ReportDimension.deal) {
             let (limit, cursorText) = try request.page()
             let cursor = try cursorText.map { text in
-                guard let id = UUID(uuidString: try Cursor.decode(text)) else { throw APIError.validation("cursor", "is not a cursor this API returned") }
+                guard let id = UUID(uuidString: try Cursor.decode(text)) else { throw Cursor.invalid }
                 return id
             }
             let page = try await reports.dealsBehind(scope: scope, period: period, key: drill, limit: limit, after: cursor)
@@ -107,7 +107,7 @@ struct ReportController: Sendable {
         if let drill = try Self.drill(request, from: ReportDimension.transfer) {
             let (limit, cursorText) = try request.page()
             let cursor = try cursorText.map { text in
-                guard let seq = Int64(try Cursor.decode(text)), seq >= 0 else { throw APIError.validation("cursor", "is not a cursor this API returned") }
+                guard let seq = Int64(try Cursor.decode(text)), seq >= 0 else { throw Cursor.invalid }
                 return seq
             }
             let page = try await reports.transfersBehind(scope: scope, period: period, key: drill, limit: limit, after: cursor)

@@ -182,6 +182,17 @@ extension Request {
         return date
     }
 
+    /// The query parameter `name` as an RFC 3339 time; nil when absent, 422 naming it and saying
+    /// what is wrong when invalid.
+    func timeQuery(_ name: String) throws -> Date? {
+        guard let text = uri.queryParameters[Substring(name)] else { return nil }
+        do {
+            return try RFC3339.date(from: text)
+        } catch {
+            throw APIError.validation(name, error.message)
+        }
+    }
+
     /// The period `from`–`to` (whole UTC days, inclusive): by default the 365 days ending today,
     /// at most `maxDays` long.
     func period(maxDays: Int32) throws -> (from: PostgresDate, to: PostgresDate) {
@@ -242,11 +253,14 @@ enum Cursor {
             .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
     }
 
+    /// What a client that sends back anything but a `next_cursor` is told.
+    static let invalid = APIError.validation("cursor", "is not a cursor this API returned")
+
     static func decode(_ cursor: String) throws -> String {
         var base64 = cursor.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
         base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
         guard cursor.count <= 200, let data = Data(base64Encoded: base64), let text = String(data: data, encoding: .utf8) else {
-            throw APIError.validation("cursor", "is not a cursor this API returned")
+            throw invalid
         }
         return text
     }
@@ -254,9 +268,7 @@ enum Cursor {
     /// The offset an offset cursor holds (0 without one); offsets above `max` are refused.
     static func offset(_ cursor: String?, max: Int) throws -> Int {
         guard let cursor else { return 0 }
-        guard let value = Int(try decode(cursor)), (0...max).contains(value) else {
-            throw APIError.validation("cursor", "is not a cursor this API returned")
-        }
+        guard let value = Int(try decode(cursor)), (0...max).contains(value) else { throw invalid }
         return value
     }
 
