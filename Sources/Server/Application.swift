@@ -49,7 +49,7 @@ public func buildRouter(configuration: ServerConfiguration, pool: PostgresPool) 
         return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: OpenAPI.document)))
     }
 
-    let v1 = router.group("v1").add(middleware: AuthMiddleware(organizations: organizations))
+    let v1 = router.group("v1").add(middleware: AuthMiddleware(organizations: organizations)).add(middleware: QueryNULMiddleware())
     OrganizationController(organizations: organizations, idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes).register(on: v1)
     LedgerController(
         ledger: ledger, organizations: organizations, idempotency: idempotency, metrics: metrics,

@@ -78,3 +78,17 @@ struct AuthMiddleware: RouterMiddleware {
         return try await PostgresSession.$settings.withValue(settings) { try await next(request, context) }
     }
 }
+
+/// Refuses a query parameter holding U+0000, in its name or its (percent-decoded) value, with 422
+/// naming it: PostgreSQL text cannot hold the character and no parameter takes it, so every
+/// accessor may pass what it reads on to the database.
+struct QueryNULMiddleware: RouterMiddleware {
+    typealias Context = AppRequestContext
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if let parameter = request.uri.queryParameters.first(where: { $0.key.utf8.contains(0) || $0.value.utf8.contains(0) }) {
+            throw APIError.validation(String(parameter.key), "must not contain the NUL character")
+        }
+        return try await next(request, context)
+    }
+}

@@ -203,11 +203,10 @@ extension Request {
         return (from, to)
     }
 
-    /// The search text `q`: at most 200 characters, without NUL.
+    /// The search text `q`: at most 200 characters (`QueryNULMiddleware` has refused NUL).
     func searchText() throws -> String? {
         guard let text = uri.queryParameters["q"].map(String.init) else { return nil }
         guard text.unicodeScalars.count <= 200 else { throw APIError.validation("q", "must be at most 200 characters") }
-        guard !text.utf8.contains(0) else { throw APIError.validation("q", "must not contain the NUL character") }
         return text
     }
 

@@ -54,4 +54,27 @@ struct HostileRequestTests {
             #expect(try await api.call(.get, "/v1/deals?cursor=\(Self.forgedCursor("2026-01-01T00:00:00Z|\(newID())"))", key: tenant.key).status == .ok)
         }
     }
+
+    @Test("a tenant's NUL in any query parameter is a 422 naming the parameter, not a 500")
+    func nulInQueryParameters() async throws {
+        try await withAPI { api in
+            let tenant = try await api.createOrganization("Tenant Lab", kind: "institute")
+            let park = try await api.createOrganization("Tenant Park", kind: "sub_park")
+            let requests: [(String, String, String)] = [
+                ("/v1/technologies?field=%00", "field", tenant.key), ("/v1/technologies?field=biomedicine%00x", "field", tenant.key),
+                ("/v1/demands?field=%00", "field", tenant.key), ("/v1/technologies?q=a%00b", "q", tenant.key),
+                ("/v1/demands?status=%00", "status", tenant.key), ("/v1/deals?technology_id=%00", "technology_id", tenant.key),
+                ("/v1/audit/events?type=%00", "type", tenant.key), ("/v1/audit/events?from=%00", "from", tenant.key),
+                ("/v1/organizations?cursor=%00", "cursor", tenant.key), ("/v1/technologies?limit=1&unknown=%00", "unknown", tenant.key),
+                ("/v1/reports/deals?drill=field:%00", "drill", park.key), ("/v1/reports/transfers?group_by=%00", "group_by", park.key),
+            ]
+            for (uri, field, key) in requests {
+                let response = try await api.call(.get, uri, key: key)
+                expectInvalid(response, field)
+                #expect(response.json["errors"][0]["message"].string == "must not contain the NUL character", "\(response)")
+            }
+            // A NUL before authentication is still a 401: the key is checked first.
+            expectProblem(try await api.call(.get, "/v1/technologies?field=%00", key: nil), .unauthorized, "unauthorized")
+        }
+    }
 }
