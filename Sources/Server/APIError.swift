@@ -42,6 +42,10 @@ struct APIError: Error, Sendable {
     static let forbidden = APIError(.forbidden, code: "forbidden", "this organization may not do that")
     static let notFound = APIError(.notFound, code: "not_found", "no such resource")
 
+    /// A body that is not JSON (RFC 9110 §15.5.16).
+    static let unsupportedMediaType = APIError(
+        .unsupportedMediaType, code: "unsupported_media_type", "the request body must be JSON, sent as Content-Type: application/json")
+
     /// The response body.
     struct Problem: Codable, Sendable {
         let type: String

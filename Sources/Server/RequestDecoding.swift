@@ -14,16 +14,26 @@ extension RequestBody {
 }
 
 extension Request {
-    /// Reads at most `maxBytes` of body and decodes it as `T`. Malformed JSON → 400; a wrong type,
-    /// a missing or unknown field → 422; each naming the field.
+    /// Reads at most `maxBytes` of body and decodes it as `T`. A body that is not JSON by its
+    /// `Content-Type` → 415; malformed JSON → 400; a wrong type, a missing or unknown field → 422;
+    /// each naming the field.
     mutating func decode<T: RequestBody>(_: T.Type, maxBytes: Int) async throws -> T {
-        try Self.decode(T.self, from: Data(buffer: try await collectBody(upTo: maxBytes)))
+        let data = Data(buffer: try await collectBody(upTo: maxBytes))
+        try requireJSONBody(isEmpty: data.isEmpty)
+        return try Self.decode(T.self, from: data)
     }
 
     /// As `decode(_:maxBytes:)`, for a body that may be left out: nil for an empty body.
     mutating func decodeIfPresent<T: RequestBody>(_: T.Type, maxBytes: Int) async throws -> T? {
         let data = Data(buffer: try await collectBody(upTo: maxBytes))
+        try requireJSONBody(isEmpty: data.isEmpty)
         return data.isEmpty ? nil : try Self.decode(T.self, from: data)
+    }
+
+    /// A body, when there is one, must be labelled JSON (`MediaType.isJSON`): 415 otherwise. An
+    /// empty body is no body, whatever its label.
+    func requireJSONBody(isEmpty: Bool) throws {
+        guard isEmpty || headers[.contentType].map(MediaType.isJSON) == true else { throw APIError.unsupportedMediaType }
     }
 
     private static func decode<T: RequestBody>(_: T.Type, from data: Data) throws -> T {
@@ -244,6 +254,32 @@ func keywordList(_ values: [String]) throws -> [String] {
 
 /// The strong ETag of a resource at `version`.
 func versionETag(_ version: Int) -> String { "\"v\(version)\"" }
+
+/// Media types of request bodies.
+enum MediaType {
+    /// Whether a `Content-Type` names JSON: `application/json` or `application/<name>+json` (RFC
+    /// 6839), in any case, with any parameters, of which a `charset` must be UTF-8 (RFC 8259 §8.1).
+    static func isJSON(_ contentType: String) -> Bool {
+        let parts = contentType.split(separator: ";", omittingEmptySubsequences: false)
+        let essence = parts[0].trimmingCharacters(in: .whitespaces).lowercased()
+        guard essence.hasPrefix("application/") else { return false }
+        let subtype = essence.dropFirst("application/".count)
+        guard subtype == "json" || (subtype.hasSuffix("+json") && subtype.count > "+json".count && subtype.allSatisfy(isTokenCharacter)) else {
+            return false
+        }
+        return parts.dropFirst().allSatisfy { parameter in
+            let pair = parameter.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard pair[0].trimmingCharacters(in: .whitespaces).lowercased() == "charset" else { return true }
+            let value = pair.count == 2 ? pair[1].trimmingCharacters(in: .whitespaces) : ""
+            return value.lowercased() == "utf-8" || value.lowercased() == "\"utf-8\""
+        }
+    }
+
+    /// RFC 9110 §5.6.2 `tchar`.
+    private static func isTokenCharacter(_ character: Character) -> Bool {
+        character.isASCII && (character.isLetter || character.isNumber || "!#$%&'*+-.^_`|~".contains(character))
+    }
+}
 
 /// Opaque page cursors: the position encoded as base64url, so clients do not build them.
 enum Cursor {

@@ -77,4 +77,32 @@ struct HostileRequestTests {
             expectProblem(try await api.call(.get, "/v1/technologies?field=%00", key: nil), .unauthorized, "unauthorized")
         }
     }
+
+    @Test("a tenant's body not labelled JSON is 415, and a corrected retry with the same Idempotency-Key goes through")
+    func bodiesMustBeJSON() async throws {
+        try await withAPI { api in
+            let body = #"{"name":"Plain Lab","kind":"institute","country":"CN"}"#
+            for contentType in ["text/plain", "application/x-www-form-urlencoded", "application/jsonx", "application/json; charset=iso-8859-1",
+                                "multipart/form-data; boundary=x", "application/+json", "json", "text/json", ""] {
+                let response = try await api.call(.post, "/v1/organizations", raw: body, headers: [.contentType: contentType])
+                expectProblem(response, .unsupportedMediaType, "unsupported_media_type")
+            }
+            let unlabelled = try await api.client.executeRequest(
+                uri: "/v1/organizations", method: .post, headers: [.authorization: "Bearer \(operatorKey)"], body: ByteBuffer(string: body))
+            #expect(unlabelled.status == .unsupportedMediaType, "\(unlabelled)")
+            let listed = try await api.call(.get, "/v1/organizations?kind=institute")
+            #expect(listed.json["data"].array.isEmpty, "no refused body created anything: \(listed)")
+
+            let retried = try await api.call(.post, "/v1/organizations", raw: body, headers: [.contentType: "text/plain", .tbIdempotencyKey: "plain-1"])
+            expectProblem(retried, .unsupportedMediaType, "unsupported_media_type")
+            let corrected = try await api.call(.post, "/v1/organizations", raw: body, headers: [.tbIdempotencyKey: "plain-1"])
+            #expect(corrected.status == .created && corrected.headers[.tbIdempotentReplayed] == nil, "\(corrected)")
+
+            for contentType in ["application/json; charset=utf-8", "APPLICATION/JSON", "application/merge-patch+json", #"application/json;charset="UTF-8""#] {
+                let response = try await api.call(.post, "/v1/organizations", raw: body.replacingOccurrences(of: "Plain", with: newID()),
+                                                   headers: [.contentType: contentType])
+                #expect(response.status == .created, "\(contentType): \(response)")
+            }
+        }
+    }
 }
