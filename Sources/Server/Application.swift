@@ -32,7 +32,8 @@ public func buildRouter(configuration: ServerConfiguration, pool: PostgresPool) 
     // Reads the body to hash it, up to the largest limit; each handler then enforces its own.
     let idempotency = Idempotency(store: IdempotencyStore(pool: pool), maxBodyBytes: max(configuration.maxBodyBytes, configuration.maxBatchBodyBytes))
 
-    let router = Router(context: AppRequestContext.self)
+    // HEAD is answered wherever GET is, by the GET handler without the body.
+    let router = Router(context: AppRequestContext.self, options: .autoGenerateHeadEndpoints)
     router.add(middleware: RequestMiddleware(
         maxBodyBytes: configuration.maxBodyBytes, maxBatchBodyBytes: configuration.maxBatchBodyBytes, metrics: metrics))
     HealthController(pool: pool).register(on: router)
@@ -70,6 +71,8 @@ public func buildRouter(configuration: ServerConfiguration, pool: PostgresPool) 
     MoneyController(money: Money(pool: pool), organizations: organizations, idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes)
         .register(on: v1)
     ReportController(reports: Reports(pool: pool)).register(on: v1)
+    // Router middleware added after the routes wraps only the not-found responder.
+    router.add(middleware: MethodNotAllowedMiddleware(routes: RouteMethods(router.routes)))
     return router
 }
 

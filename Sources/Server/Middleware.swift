@@ -14,7 +14,8 @@ extension HTTPField.Name {
 /// The outermost middleware: gives every request an id (echoing a sane caller-supplied
 /// `Request-Id`), turns every error into problem+json, refuses bodies whose `Content-Length`
 /// exceeds the route's limit before anything else (bodies without one are limited while read),
-/// records metrics and writes one structured log line per request.
+/// drops the body of every answer to HEAD, records metrics and writes one structured log line per
+/// request.
 struct RequestMiddleware: RouterMiddleware {
     typealias Context = AppRequestContext
     let maxBodyBytes: Int
@@ -39,8 +40,9 @@ struct RequestMiddleware: RouterMiddleware {
                 context.logger.error("request failed", metadata: ["request_id": "\(context.requestID)", "error": "\(String(reflecting: error))"])
             }
             response = try apiError.reply(requestID: context.requestID).response
-            if apiError.status == .unauthorized { response.headers[.wwwAuthenticate] = "Bearer" }
         }
+        // HEAD is answered like GET, without the body (also for problems).
+        if request.method == .head { response = response.createHeadResponse() }
         response.headers[.requestID] = context.requestID
         let route = context.endpointPath ?? "unmatched"
         let elapsed = ContinuousClock.now - started

@@ -105,4 +105,44 @@ struct HostileRequestTests {
             }
         }
     }
+
+    @Test func headIsAnsweredWhereverGetIs() async throws {
+        try await withAPI { api in
+            let tenant = try await api.createOrganization("Tenant Lab", kind: "institute")
+            for (uri, key) in [("/healthz", nil), ("/openapi.json", nil), ("/v1/organizations/\(tenant.id)", tenant.key),
+                               ("/v1/technologies?limit=5", tenant.key), ("/v1/organizations/\(newID())", tenant.key),
+                               ("/v1/organizations/\(tenant.id)", nil), ("/v1/nothing-here", tenant.key), ("/v1/deals?limit=0", tenant.key)] as [(String, String?)] {
+                let get = try await api.call(.get, uri, key: key)
+                let head = try await api.call(.head, uri, key: key)
+                #expect(head.status == get.status && head.body.isEmpty, "\(head) after \(get)")
+                for name in [HTTPField.Name.contentType, .contentLength, .eTag, .wwwAuthenticate] {
+                    #expect(head.headers[name] == get.headers[name], "\(name) of HEAD \(uri)")
+                }
+            }
+        }
+    }
+
+    @Test("a method a path does not declare is 405 with Allow, before authentication; unknown paths stay 404")
+    func methodNotAllowed() async throws {
+        try await withAPI { api in
+            let tenant = try await api.createOrganization("Tenant Lab", kind: "institute")
+            let cases: [(HTTPRequest.Method, String, String)] = [
+                (.delete, "/v1/deals", "GET, HEAD, POST"), (.put, "/v1/transfers", "POST"), (.get, "/v1/transfers/batch", "POST"),
+                (.patch, "/v1/fields", "GET, HEAD"), (.post, "/healthz", "GET, HEAD"), (.options, "/v1/organizations", "GET, HEAD, POST"),
+                (.head, "/v1/transfers", "POST"), (.put, "/v1/organizations/\(tenant.id)", "GET, HEAD, PATCH"),
+                (.put, "/v1/organizations/not-a-uuid", "GET, HEAD, PATCH"),
+                (.get, "/v1/deals/\(newID())/propose", "POST"),
+            ]
+            for (method, uri, allow) in cases {
+                for key in [tenant.key, nil] {
+                    let response = try await api.call(method, uri, key: key)
+                    #expect(response.status == .methodNotAllowed && response.headers[.allow] == allow, "\(response) Allow: \(response.headers[.allow] ?? "-")")
+                    if method != .head { expectProblem(response, .methodNotAllowed, "method_not_allowed") }
+                }
+            }
+            for (method, uri) in [(HTTPRequest.Method.get, "/v1/nothing-here"), (.delete, "/v1/deals/\(newID())/nothing"), (.get, "/v1"), (.get, "/")] {
+                expectProblem(try await api.call(method, uri, key: tenant.key), .notFound, "not_found")
+            }
+        }
+    }
 }
