@@ -145,4 +145,39 @@ struct HostileRequestTests {
             }
         }
     }
+
+    @Test("random requests from a tenant with an ordinary key never stop the server or get a 5xx")
+    func randomRequests() async throws {
+        let operations = try OpenAPITests.operations(OpenAPITests.document()).keys.sorted().map { $0.split(separator: " ").map(String.init) }
+        try await withAPI { api in
+            var fuzz = Fuzz("random requests")
+            let tenant = try await api.createOrganization("Tenant Lab", kind: "institute")
+            let account = try await api.createAccount(for: tenant)
+            let ids = [tenant.id, account, tenant.keyID, newID()]
+            let parameters = ["limit", "cursor", "from", "to", "at", "status", "field", "q", "type", "subject_id", "group_by", "drill", "seq", "size", "before"]
+            let values = ["1", "200", "2026-01-01T00:00:00Z", "2026-01-01", "open", "biomedicine", tenant.id, "field:biomedicine", "0", HostileRequestTests.sevenDigits]
+            let bodies = [#"{"owner_id":"\#(tenant.id)","currency":"CNY"}"#, #"{"name":"X","kind":"broker","country":"CN"}"#,
+                          #"{"id":"\#(newID())","debit_account_id":"\#(account)","credit_account_id":"\#(account)","amount":1,"currency":"CNY"}"#]
+            let segments = ["..", "%00", "٣", "%2F", String(repeating: "9", count: 40), "-1", "batch"]
+            for _ in 0..<1_000 {
+                let operation = fuzz.pick(operations)
+                let path = operation[1].split(separator: "/").map { segment in
+                    guard segment.hasPrefix("{") else { return fuzz.chance(40) ? fuzz.pick(segments) : String(segment) }
+                    return fuzz.chance(4) ? fuzz.pick(segments) : fuzz.chance(3) ? String(fuzz.int(0...3)) : fuzz.pick(ids)
+                }.joined(separator: "/")
+                let query = (0..<fuzz.int(0...3)).map { _ in
+                    let value = fuzz.input { $0.pick(values) }
+                    return fuzz.pick(parameters) + "=" + (value.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")
+                }.joined(separator: "&")
+                let method = fuzz.chance(5) ? fuzz.pick([HTTPRequest.Method.get, .post, .patch, .put, .delete, .head]) : HTTPRequest.Method(operation[0])!
+                var headers: HTTPFields = [.contentType: fuzz.pick(["application/json", "application/json", "text/plain", "application/x+json"])]
+                if fuzz.chance(4) { headers[.ifMatch] = fuzz.pick(["\"v1\"", "*", "garbage"]) }
+                if fuzz.chance(4) { headers[.tbIdempotencyKey] = fuzz.input { _ in newID() } }
+                let body = [HTTPRequest.Method.post, .patch, .put].contains(method) ? fuzz.input { $0.pick(bodies) } : nil
+                let response = try await api.call(method, "/" + path + (query.isEmpty ? "" : "?" + query), key: tenant.key, raw: body, headers: headers)
+                #expect(response.status.code < 500, "seed \(fuzz.seed): \(response)")
+            }
+            #expect(try await api.call(.get, "/healthz", key: nil).status == .ok)
+        }
+    }
 }
