@@ -7,6 +7,7 @@ import Hummingbird
 struct RouteMethods: Sendable {
     private let routes: [(path: RouterPath, methods: [HTTPRequest.Method])]
 
+    /// The table of `routes`, as `Router.routes` lists them (GET without its generated HEAD).
     init(_ routes: [Router<AppRequestContext>.RouteDescription]) {
         var byPath: [String: (path: RouterPath, methods: Set<HTTPRequest.Method>)] = [:]
         for route in routes {

@@ -13,6 +13,7 @@ import Postgres
 enum RFC3339 {
     /// Why a text is not a time this API accepts, in words for the client.
     struct Invalid: Error, Equatable {
+        /// What the client is told, after the name of the parameter that held the text.
         let message: String
 
         static let malformed = Invalid(message: "must be an RFC 3339 time such as 2026-01-31T12:00:00Z or 2026-01-31T20:00:00+08:00")

@@ -10,8 +10,10 @@ import Postgres
 /// `visibleSubjects` states that rule once, as SQL that every query here evaluates in the
 /// database, so a view is exact however many objects an organization has.
 public struct AuditScope: Sendable {
+    /// The journal this scope reads: its events are decoded there, its pool runs the rule.
     public let log: AuditLog
 
+    /// A scope over `log`.
     public init(log: AuditLog) {
         self.log = log
     }
