@@ -21,6 +21,8 @@ struct APIError: Error, Sendable {
     var holderTechnologyID: UUID?
     /// For `exclusivity_conflict`: the deal whose rights conflict, when the caller may see it.
     var conflictingDealID: UUID?
+    /// Header fields the problem response carries, such as `WWW-Authenticate` or `Allow`.
+    var headers = HTTPFields()
 
     init(_ status: HTTPResponse.Status, code: String, _ detail: String, errors: [FieldError] = [], holderTechnologyID: UUID? = nil) {
         self.status = status
@@ -38,9 +40,25 @@ struct APIError: Error, Sendable {
         APIError(.badRequest, code: "invalid_request", "\(field): \(message)", errors: [FieldError(field: field, message: message)])
     }
 
-    static let unauthorized = APIError(.unauthorized, code: "unauthorized", "a valid API key is required: Authorization: Bearer tbk_…")
+    static let unauthorized: APIError = {
+        var error = APIError(.unauthorized, code: "unauthorized", "a valid API key is required: Authorization: Bearer tbk_…")
+        error.headers[.wwwAuthenticate] = "Bearer"
+        return error
+    }()
     static let forbidden = APIError(.forbidden, code: "forbidden", "this organization may not do that")
     static let notFound = APIError(.notFound, code: "not_found", "no such resource")
+
+    /// A body that is not JSON (RFC 9110 §15.5.16).
+    static let unsupportedMediaType = APIError(
+        .unsupportedMediaType, code: "unsupported_media_type", "the request body must be JSON, sent as Content-Type: application/json")
+
+    /// `method` on a path that declares only `allowed` (RFC 9110 §15.5.6).
+    static func methodNotAllowed(_ method: HTTPRequest.Method, allowed: [HTTPRequest.Method]) -> APIError {
+        let list = allowed.map(\.rawValue).joined(separator: ", ")
+        var error = APIError(.methodNotAllowed, code: "method_not_allowed", "this path does not take \(method.rawValue); it takes \(list)")
+        error.headers[.allow] = list
+        return error
+    }
 
     /// The response body.
     struct Problem: Codable, Sendable {
@@ -68,7 +86,9 @@ struct APIError: Error, Sendable {
             title: status.reasonPhrase, status: status.code, detail: detail, code: code,
             errors: errors.isEmpty ? nil : errors, requestID: requestID,
             holderTechnologyID: holderTechnologyID?.uuidString.lowercased(), conflictingDealID: conflictingDealID?.uuidString.lowercased())
-        return try Reply.json(problem, status: status, contentType: "application/problem+json")
+        var reply = try Reply.json(problem, status: status, contentType: "application/problem+json")
+        reply.headers.append(contentsOf: headers)
+        return reply
     }
 
     /// Maps any error to what the client may see. Unknown errors become a bare 500 (or 503 when the

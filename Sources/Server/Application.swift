@@ -32,7 +32,8 @@ public func buildRouter(configuration: ServerConfiguration, pool: PostgresPool) 
     // Reads the body to hash it, up to the largest limit; each handler then enforces its own.
     let idempotency = Idempotency(store: IdempotencyStore(pool: pool), maxBodyBytes: max(configuration.maxBodyBytes, configuration.maxBatchBodyBytes))
 
-    let router = Router(context: AppRequestContext.self)
+    // HEAD is answered wherever GET is, by the GET handler without the body.
+    let router = Router(context: AppRequestContext.self, options: .autoGenerateHeadEndpoints)
     router.add(middleware: RequestMiddleware(
         maxBodyBytes: configuration.maxBodyBytes, maxBatchBodyBytes: configuration.maxBatchBodyBytes, metrics: metrics))
     HealthController(pool: pool).register(on: router)
@@ -49,7 +50,7 @@ public func buildRouter(configuration: ServerConfiguration, pool: PostgresPool) 
         return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: OpenAPI.document)))
     }
 
-    let v1 = router.group("v1").add(middleware: AuthMiddleware(organizations: organizations))
+    let v1 = router.group("v1").add(middleware: AuthMiddleware(organizations: organizations)).add(middleware: QueryNULMiddleware())
     OrganizationController(organizations: organizations, idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes).register(on: v1)
     LedgerController(
         ledger: ledger, money: Money(pool: pool), idempotency: idempotency, metrics: metrics,
@@ -66,10 +67,13 @@ public func buildRouter(configuration: ServerConfiguration, pool: PostgresPool) 
         .register(on: v1)
     DealController(deals: deals, matches: matches, organizations: organizations, idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes)
         .register(on: v1)
-    AuditController(audit: AuditLog(pool: pool), organizations: organizations, signer: configuration.auditSigner).register(on: v1)
+    let audit = AuditLog(pool: pool)
+    AuditController(audit: audit, scope: AuditScope(log: audit), signer: configuration.auditSigner).register(on: v1)
     MoneyController(money: Money(pool: pool), organizations: organizations, idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes)
         .register(on: v1)
     ReportController(reports: Reports(pool: pool)).register(on: v1)
+    // Router middleware added after the routes wraps only the not-found responder.
+    router.add(middleware: MethodNotAllowedMiddleware(routes: RouteMethods(router.routes)))
     return router
 }
 

@@ -9,7 +9,7 @@ import TechBank
 /// can check with the verifier key; proofs follow RFC 9162 §2.1.3 and §2.1.4.
 struct AuditController: Sendable {
     let audit: AuditLog
-    let organizations: Organizations
+    let scope: AuditScope
     let signer: CheckpointSigner
 
     struct EventBody: Encodable, Sendable {
@@ -91,7 +91,7 @@ struct AuditController: Sendable {
             let identity = try context.requireIdentity()
             guard let seq = context.parameters.get("seq").flatMap(Int.init), seq >= 0 else { throw APIError.notFound }
             try await audit.sequence()
-            guard let entry = try await audit.entry(seq), try await visible(entry, identity) else { throw APIError.notFound }
+            guard let entry = try await audit.entry(seq), try await scope.mayRead(entry, identity) else { throw APIError.notFound }
             return try Reply.json(EventBody(entry: entry)).response
         }
         router.get("audit/checkpoint") { request, context in
@@ -117,7 +117,7 @@ struct AuditController: Sendable {
             let treeSize = try Self.integer(request, "size")
             guard treeSize >= 1, treeSize <= size else { throw APIError.validation("size", "must be 1 to the current tree size \(size)") }
             guard seq < treeSize else { throw APIError.validation("seq", "must be below size") }
-            guard let entry = try await audit.entry(seq), try await visible(entry, identity) else { throw APIError.notFound }
+            guard let entry = try await audit.entry(seq), try await scope.mayRead(entry, identity) else { throw APIError.notFound }
             let path = try await audit.inclusionProof(index: seq, size: treeSize)
             return try Reply.json(InclusionBody(leafIndex: seq, treeSize: treeSize, leafHash: Hex.encode(entry.leafHash), auditPath: path.map(Hex.encode))).response
         }
@@ -136,36 +136,24 @@ struct AuditController: Sendable {
     func list(_ request: Request, _ context: AppRequestContext) async throws -> Reply {
         let identity = try context.requireIdentity()
         let (limit, cursor) = try request.page()
-        let parameters = request.uri.queryParameters
         var filter = AuditLog.Filter()
         filter.subjectID = try request.uuidQuery("subject_id")
         filter.actorID = try request.uuidQuery("actor_id")
-        if let type = parameters["type"] {
-            guard (1...100).contains(type.unicodeScalars.count), !type.utf8.contains(0) else {
-                throw APIError.validation("type", "must be 1 to 100 characters without NUL")
-            }
+        if let type = request.uri.queryParameters["type"] {
+            guard (1...100).contains(type.unicodeScalars.count) else { throw APIError.validation("type", "must be 1 to 100 characters") }
             filter.eventType = String(type)
         }
-        for (name, keyPath) in [("from", \AuditLog.Filter.from), ("to", \AuditLog.Filter.to)] {
-            guard let text = parameters[Substring(name)] else { continue }
-            guard let date = RFC3339.parse(String(text)) else { throw APIError.validation(name, "must be an RFC 3339 time") }
-            filter[keyPath: keyPath] = date
-        }
-        filter.visibleSubjects = try await organizations.auditSubjects(of: identity)
+        filter.from = try request.timeQuery("from")
+        filter.to = try request.timeQuery("to")
         let after = try cursor.map { text -> Int in
-            guard let value = Int(try Cursor.decode(text)), value >= 0 else { throw APIError.validation("cursor", "is not a cursor this API returned") }
+            guard let value = Int(try Cursor.decode(text)), value >= 0 else { throw Cursor.invalid }
             return value
         } ?? -1
         try await audit.sequence()
-        let entries = try await audit.entries(filter, after: after, limit: limit + 1)
+        let entries = try await scope.entries(filter, visibleTo: identity, after: after, limit: limit + 1)
         let page = Array(entries.prefix(limit))
         return try Reply.json(PageBody(data: page.map(EventBody.init),
                                        nextCursor: entries.count > limit ? page.last.map { Cursor.encode(String($0.leafIndex)) } : nil))
-    }
-
-    func visible(_ entry: AuditLog.Entry, _ identity: Identity) async throws -> Bool {
-        guard let subjects = try await organizations.auditSubjects(of: identity) else { return true }
-        return entry.subjectID.map(subjects.contains) ?? false
     }
 
     /// Whether `Accept` ranks `application/json` above `text/plain` (the default); parameters

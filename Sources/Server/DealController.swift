@@ -665,15 +665,19 @@ struct DealController: Sendable {
 
 /// Keyset cursors over `(created_at, id)`, newest first.
 enum TimeCursor {
+    /// The cursor of the page after `position`.
     static func encode(_ position: (Date, UUID)) -> String {
         Cursor.encode("\(RFC3339.format(position.0))|\(position.1.uuidString)")
     }
 
+    /// The position `cursor` holds; 422 naming `cursor` for anything `encode` could not have made.
     static func decode(_ cursor: String) throws -> (Date, UUID) {
-        let parts = try Cursor.decode(cursor).split(separator: "|")
-        guard parts.count == 2, let date = RFC3339.parse(String(parts[0])), let id = UUID(uuidString: String(parts[1])) else {
-            throw APIError.validation("cursor", "is not a cursor this API returned")
+        let text = try Cursor.decode(cursor)
+        guard let bar = text.firstIndex(of: "|"), let id = UUID(uuidString: String(text[text.index(after: bar)...])) else { throw Cursor.invalid }
+        do {
+            return (try RFC3339.date(from: text[..<bar]), id)
+        } catch {
+            throw APIError.validation("cursor", "is not a cursor this API returned: its time \(error.message)")
         }
-        return (date, id)
     }
 }

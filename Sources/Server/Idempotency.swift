@@ -22,6 +22,8 @@ struct Idempotency: Sendable {
         let identity = try context.requireIdentity()
         var request = request
         let body = try await request.collectBody(upTo: maxBodyBytes)
+        // Before the key is claimed, so that a 415 is not stored and replayed to the corrected retry.
+        try request.requireJSONBody(isEmpty: body.readableBytes == 0)
         var hasher = SHA256()
         hasher.update(data: Data("\(request.method.rawValue) \(request.uri.path)\n".utf8))
         hasher.update(data: Data(buffer: body))

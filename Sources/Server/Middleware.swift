@@ -14,7 +14,8 @@ extension HTTPField.Name {
 /// The outermost middleware: gives every request an id (echoing a sane caller-supplied
 /// `Request-Id`), turns every error into problem+json, refuses bodies whose `Content-Length`
 /// exceeds the route's limit before anything else (bodies without one are limited while read),
-/// records metrics and writes one structured log line per request.
+/// drops the body of every answer to HEAD, records metrics and writes one structured log line per
+/// request.
 struct RequestMiddleware: RouterMiddleware {
     typealias Context = AppRequestContext
     let maxBodyBytes: Int
@@ -39,8 +40,9 @@ struct RequestMiddleware: RouterMiddleware {
                 context.logger.error("request failed", metadata: ["request_id": "\(context.requestID)", "error": "\(String(reflecting: error))"])
             }
             response = try apiError.reply(requestID: context.requestID).response
-            if apiError.status == .unauthorized { response.headers[.wwwAuthenticate] = "Bearer" }
         }
+        // HEAD is answered like GET, without the body (also for problems).
+        if request.method == .head { response = response.createHeadResponse() }
         response.headers[.requestID] = context.requestID
         let route = context.endpointPath ?? "unmatched"
         let elapsed = ContinuousClock.now - started
@@ -76,5 +78,19 @@ struct AuthMiddleware: RouterMiddleware {
         let settings = ["techbank.actor_id": identity.organizationID.uuidString.lowercased(),
                         "techbank.key_id": identity.keyID.uuidString.lowercased(), "techbank.request_id": context.requestID]
         return try await PostgresSession.$settings.withValue(settings) { try await next(request, context) }
+    }
+}
+
+/// Refuses a query parameter holding U+0000, in its name or its (percent-decoded) value, with 422
+/// naming it: PostgreSQL text cannot hold the character and no parameter takes it, so every
+/// accessor may pass what it reads on to the database.
+struct QueryNULMiddleware: RouterMiddleware {
+    typealias Context = AppRequestContext
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if let parameter = request.uri.queryParameters.first(where: { $0.key.utf8.contains(0) || $0.value.utf8.contains(0) }) {
+            throw APIError.validation(String(parameter.key), "must not contain the NUL character")
+        }
+        return try await next(request, context)
     }
 }

@@ -161,7 +161,7 @@ struct OrganizationController: Sendable {
         let kind = try request.enumQuery(OrganizationKind.self, "kind")
         let subParkID = try request.uuidQuery("sub_park_id")
         let cursor = try cursorText.map { text in
-            guard let id = UUID(uuidString: try Cursor.decode(text)) else { throw APIError.validation("cursor", "is not a cursor this API returned") }
+            guard let id = UUID(uuidString: try Cursor.decode(text)) else { throw Cursor.invalid }
             return id
         }
         let page = try await organizations.list(visibleTo: identity, kind: kind, subParkID: subParkID, limit: limit, after: cursor)

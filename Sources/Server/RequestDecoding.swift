@@ -14,16 +14,26 @@ extension RequestBody {
 }
 
 extension Request {
-    /// Reads at most `maxBytes` of body and decodes it as `T`. Malformed JSON → 400; a wrong type,
-    /// a missing or unknown field → 422; each naming the field.
+    /// Reads at most `maxBytes` of body and decodes it as `T`. A body that is not JSON by its
+    /// `Content-Type` → 415; malformed JSON → 400; a wrong type, a missing or unknown field → 422;
+    /// each naming the field.
     mutating func decode<T: RequestBody>(_: T.Type, maxBytes: Int) async throws -> T {
-        try Self.decode(T.self, from: Data(buffer: try await collectBody(upTo: maxBytes)))
+        let data = Data(buffer: try await collectBody(upTo: maxBytes))
+        try requireJSONBody(isEmpty: data.isEmpty)
+        return try Self.decode(T.self, from: data)
     }
 
     /// As `decode(_:maxBytes:)`, for a body that may be left out: nil for an empty body.
     mutating func decodeIfPresent<T: RequestBody>(_: T.Type, maxBytes: Int) async throws -> T? {
         let data = Data(buffer: try await collectBody(upTo: maxBytes))
+        try requireJSONBody(isEmpty: data.isEmpty)
         return data.isEmpty ? nil : try Self.decode(T.self, from: data)
+    }
+
+    /// A body, when there is one, must be labelled JSON (`MediaType.isJSON`): 415 otherwise. An
+    /// empty body is no body, whatever its label.
+    func requireJSONBody(isEmpty: Bool) throws {
+        guard isEmpty || headers[.contentType].map(MediaType.isJSON) == true else { throw APIError.unsupportedMediaType }
     }
 
     private static func decode<T: RequestBody>(_: T.Type, from data: Data) throws -> T {
@@ -182,6 +192,17 @@ extension Request {
         return date
     }
 
+    /// The query parameter `name` as an RFC 3339 time; nil when absent, 422 naming it and saying
+    /// what is wrong when invalid.
+    func timeQuery(_ name: String) throws -> Date? {
+        guard let text = uri.queryParameters[Substring(name)] else { return nil }
+        do {
+            return try RFC3339.date(from: text)
+        } catch {
+            throw APIError.validation(name, error.message)
+        }
+    }
+
     /// The period `from`–`to` (whole UTC days, inclusive): by default the 365 days ending today,
     /// at most `maxDays` long.
     func period(maxDays: Int32) throws -> (from: PostgresDate, to: PostgresDate) {
@@ -192,11 +213,10 @@ extension Request {
         return (from, to)
     }
 
-    /// The search text `q`: at most 200 characters, without NUL.
+    /// The search text `q`: at most 200 characters (`QueryNULMiddleware` has refused NUL).
     func searchText() throws -> String? {
         guard let text = uri.queryParameters["q"].map(String.init) else { return nil }
         guard text.unicodeScalars.count <= 200 else { throw APIError.validation("q", "must be at most 200 characters") }
-        guard !text.utf8.contains(0) else { throw APIError.validation("q", "must not contain the NUL character") }
         return text
     }
 
@@ -235,6 +255,32 @@ func keywordList(_ values: [String]) throws -> [String] {
 /// The strong ETag of a resource at `version`.
 func versionETag(_ version: Int) -> String { "\"v\(version)\"" }
 
+/// Media types of request bodies.
+enum MediaType {
+    /// Whether a `Content-Type` names JSON: `application/json` or `application/<name>+json` (RFC
+    /// 6839), in any case, with any parameters, of which a `charset` must be UTF-8 (RFC 8259 §8.1).
+    static func isJSON(_ contentType: String) -> Bool {
+        let parts = contentType.split(separator: ";", omittingEmptySubsequences: false)
+        let essence = parts[0].trimmingCharacters(in: .whitespaces).lowercased()
+        guard essence.hasPrefix("application/") else { return false }
+        let subtype = essence.dropFirst("application/".count)
+        guard subtype == "json" || (subtype.hasSuffix("+json") && subtype.count > "+json".count && subtype.allSatisfy(isTokenCharacter)) else {
+            return false
+        }
+        return parts.dropFirst().allSatisfy { parameter in
+            let pair = parameter.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard pair[0].trimmingCharacters(in: .whitespaces).lowercased() == "charset" else { return true }
+            let value = pair.count == 2 ? pair[1].trimmingCharacters(in: .whitespaces) : ""
+            return value.lowercased() == "utf-8" || value.lowercased() == "\"utf-8\""
+        }
+    }
+
+    /// RFC 9110 §5.6.2 `tchar`.
+    private static func isTokenCharacter(_ character: Character) -> Bool {
+        character.isASCII && (character.isLetter || character.isNumber || "!#$%&'*+-.^_`|~".contains(character))
+    }
+}
+
 /// Opaque page cursors: the position encoded as base64url, so clients do not build them.
 enum Cursor {
     static func encode(_ position: String) -> String {
@@ -242,11 +288,14 @@ enum Cursor {
             .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
     }
 
+    /// What a client that sends back anything but a `next_cursor` is told.
+    static let invalid = APIError.validation("cursor", "is not a cursor this API returned")
+
     static func decode(_ cursor: String) throws -> String {
         var base64 = cursor.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
         base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
         guard cursor.count <= 200, let data = Data(base64Encoded: base64), let text = String(data: data, encoding: .utf8) else {
-            throw APIError.validation("cursor", "is not a cursor this API returned")
+            throw invalid
         }
         return text
     }
@@ -254,9 +303,7 @@ enum Cursor {
     /// The offset an offset cursor holds (0 without one); offsets above `max` are refused.
     static func offset(_ cursor: String?, max: Int) throws -> Int {
         guard let cursor else { return 0 }
-        guard let value = Int(try decode(cursor)), (0...max).contains(value) else {
-            throw APIError.validation("cursor", "is not a cursor this API returned")
-        }
+        guard let value = Int(try decode(cursor)), (0...max).contains(value) else { throw invalid }
         return value
     }
 

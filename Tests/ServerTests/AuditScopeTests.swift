@@ -83,4 +83,70 @@ struct AuditScopeTests {
             expectProblem(try await api.call(.get, "/v1/audit/events?type=%00"), .unprocessableContent, "validation_failed", fields: ["type"])
         }
     }
+
+    @Test("a party with more objects than the old 20,000-subject cap still sees its newest events, and no one else's")
+    func visibilityIsExactAtAnySize() async throws {
+        try await withAPI { api in
+            let party = try await api.createOrganization("Big Buyer", kind: "enterprise")
+            let other = try await api.createOrganization("Other Buyer", kind: "enterprise")
+            // 25,000 demands of the party, written straight to the table (they journal nothing).
+            let partyID = try #require(UUID(uuidString: party.id))
+            try await api.pool.withConnection { connection in
+                _ = try await connection.query(
+                    """
+                    INSERT INTO techbank.demands (id, owner_id, posted_by, title, description, field, keywords, trl_min, region, deadline, search_text)
+                    SELECT gen_random_uuid(), $1, $1, 'bulk ' || n, '', 'biomedicine', '{}', 1, 'CN', current_date + 30, 'bulk ' || n
+                      FROM generate_series(1, 25000) AS n
+                    """, [partyID])
+            }
+            let newest = try await api.postDemandID(as: party)
+            let others = try await api.postDemandID(as: other)
+
+            let seen = try await AuditAPITests.events(api, key: party.key)
+            let subjects = Set(AuditAPITests.subjects(seen).compactMap { $0 })
+            #expect(subjects.contains(newest), "the party's newest demand, past 20,000 objects, is in its view")
+            #expect(subjects == [party.id, party.keyID, newest], "exactly the party's own events: \(subjects.sorted())")
+            let filtered = try await AuditAPITests.events(api, [("subject_id", newest)], key: party.key)
+            let event = try #require(filtered.last?["seq"].int)
+            #expect(try await api.call(.get, "/v1/audit/events/\(event)", key: party.key).status == .ok)
+            let foreign = try #require(try await AuditAPITests.events(api, [("subject_id", others)]).last?["seq"].int)
+            expectProblem(try await api.call(.get, "/v1/audit/events/\(foreign)", key: party.key), .notFound, "not_found")
+            #expect(try await AuditAPITests.events(api, [("subject_id", others)], key: party.key).isEmpty)
+        }
+    }
+
+    @Test("every filter means for a party what it means for the committee, cut to the party's own subjects")
+    func filtersAgreeWithTheCommitteesView() async throws {
+        try await withAPI { api in
+            let committee = try await api.createOrganization("Committee", kind: "committee")
+            let lab = try await api.createOrganization("Lab A", kind: "institute")
+            let rival = try await api.createOrganization("Lab B", kind: "institute")
+            let labAccounts = [try await api.createAccount(for: lab), try await api.createAccount(for: lab)]
+            let rivalAccount = try await api.createAccount(for: rival)
+            let ownTransfer = newID()
+            try #require(try await api.transfer(labAccounts[0], labAccounts[1], 5, key: lab.key, id: ownTransfer).status == .created)
+            let sharedTransfer = newID()
+            try #require(try await api.transfer(rivalAccount, labAccounts[0], 7, key: rival.key, id: sharedTransfer).status == .created)
+            let technology = try await api.registerTechnologyID(as: lab)
+            let rivalTechnology = try await api.registerTechnologyID(as: rival)
+            let labSubjects: Set<String> = Set([lab.id, lab.keyID, technology, ownTransfer, sharedTransfer] + labAccounts)
+
+            let everything = try await AuditAPITests.events(api, key: committee.key)
+            let middle = try #require(everything[everything.count / 2]["created_at"].string)
+            let types = Set(everything.compactMap { $0["type"].string })
+            var filters: [[(String, String)]] = [[], [("from", middle)], [("to", middle)], [("from", middle), ("to", "2100-01-01T00:00:00Z")]]
+            for subject in [lab.id, technology, sharedTransfer, rivalAccount, rivalTechnology, labAccounts[1]] { filters.append([("subject_id", subject)]) }
+            for actor in [lab.id, rival.id, committee.id] { filters.append([("actor_id", actor)]) }
+            for type in types { filters.append([("type", type)]) }
+            filters.append([("actor_id", rival.id), ("type", "transfer_created"), ("from", middle)])
+            for filter in filters {
+                let committeeView = try await AuditAPITests.events(api, filter, key: committee.key)
+                    .filter { labSubjects.contains($0["subject_id"].string ?? "") }
+                for limit in [1, 3, 200] {
+                    let labView = try await AuditAPITests.events(api, filter, key: lab.key, limit: limit)
+                    #expect(AuditAPITests.seqs(labView) == AuditAPITests.seqs(committeeView), "\(filter), pages of \(limit)")
+                }
+            }
+        }
+    }
 }
