@@ -212,13 +212,7 @@ struct LedgerController: Sendable {
 
     func balance(_ request: Request, _ context: AppRequestContext) async throws -> Reply {
         let account = try await visibleAccount(request.uuidParameter("id", context), context)
-        var instant = Date()
-        if let text = request.uri.queryParameters["at"] {
-            guard let parsed = RFC3339.parse(String(text)) else {
-                throw APIError.validation("at", "must be an RFC 3339 time such as 2026-01-31T12:00:00Z")
-            }
-            instant = parsed
-        }
+        let instant = try request.timeQuery("at") ?? Date()
         guard let balance = try await ledger.balance(of: account.id, at: instant) else { throw APIError.notFound }
         return try Reply.json(BalanceBody(accountID: account.id, currency: account.currency, at: instant,
                                           debitsPosted: balance.debitsPosted, creditsPosted: balance.creditsPosted))

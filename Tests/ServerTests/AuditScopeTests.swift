@@ -121,15 +121,24 @@ struct AuditScopeTests {
             let committee = try await api.createOrganization("Committee", kind: "committee")
             let lab = try await api.createOrganization("Lab A", kind: "institute")
             let rival = try await api.createOrganization("Lab B", kind: "institute")
-            let labAccounts = [try await api.createAccount(for: lab), try await api.createAccount(for: lab)]
-            let rivalAccount = try await api.createAccount(for: rival)
+            // Money enters through deposits (accounts never go below zero): the lab's deposit and
+            // operating account are its subjects too.
+            var deposits: [String] = []
+            for org in [lab, rival] {
+                let deposit = try await api.deposit(org, 100)
+                try #require(deposit.status == .created, "\(deposit)")
+                deposits.append(try #require(deposit.json["id"].string))
+                deposits.append(try #require(deposit.json["credit_account_id"].string))
+            }
+            let labAccounts = [deposits[1], try await api.createAccount(for: lab)]
+            let rivalAccount = deposits[3]
             let ownTransfer = newID()
             try #require(try await api.transfer(labAccounts[0], labAccounts[1], 5, key: lab.key, id: ownTransfer).status == .created)
             let sharedTransfer = newID()
             try #require(try await api.transfer(rivalAccount, labAccounts[0], 7, key: rival.key, id: sharedTransfer).status == .created)
             let technology = try await api.registerTechnologyID(as: lab)
             let rivalTechnology = try await api.registerTechnologyID(as: rival)
-            let labSubjects: Set<String> = Set([lab.id, lab.keyID, technology, ownTransfer, sharedTransfer] + labAccounts)
+            let labSubjects: Set<String> = Set([lab.id, lab.keyID, technology, ownTransfer, sharedTransfer, deposits[0]] + labAccounts)
 
             let everything = try await AuditAPITests.events(api, key: committee.key)
             let middle = try #require(everything[everything.count / 2]["created_at"].string)
