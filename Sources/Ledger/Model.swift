@@ -137,8 +137,9 @@ public enum TransferOutcome: String, Sendable, Codable, CaseIterable {
     case pendingTransferAlreadyVoided = "pending_transfer_already_voided"
     case pendingTransferExpired = "pending_transfer_expired"
     case amountExceedsPending = "amount_exceeds_pending"
-    /// The transfer carries one of the principal's reserved codes (`detail` = `code`), or resolves
-    /// a hold that carries one (`detail` = `pending_id`).
+    /// The transfer carries one of the principal's reserved codes (`detail` = `code`), credits an
+    /// account whose code is one (`credit_account_id`), or resolves a hold that carries one
+    /// (`pending_id`).
     case codeReserved = "code_reserved"
     /// In an atomic batch: this transfer was fine but another one failed, so none was applied.
     case linkedEventFailed = "linked_event_failed"
@@ -153,7 +154,8 @@ public struct Principal: Sendable, Equatable {
     /// Money may leave only accounts this owner holds, and only its holds may be posted or voided;
     /// another owner's account or hold answers `account_not_found` / `pending_transfer_not_found`.
     public let ownerID: UUID
-    /// Codes the principal may neither put on a transfer nor resolve a hold of (`code_reserved`).
+    /// Codes the principal may not put on a transfer, nor credit an account of, nor resolve a hold
+    /// of (`code_reserved`).
     public let reservedCodes: [String]
 
     public init(ownerID: UUID, reservedCodes: [String]) {

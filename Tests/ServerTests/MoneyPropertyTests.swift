@@ -20,9 +20,8 @@ import Testing
 ///    accounts) plus the bank's escrow account's equals the deposits minus the withdrawals made so
 ///    far, and the bank's settlement account nets exactly the opposite. Money in escrow is
 ///    pending: escrow nets zero and its pending credits are exactly the deals' funded (or
-///    disputed) milestones. One flow the money model lets through is accounted for explicitly and
-///    recorded as a known issue each time it happens: a tenant paying into the bank's own
-///    settlement or escrow account (see `paidIntoBank`);
+///    disputed) milestones. A tenant cannot pay into the bank's settlement or escrow accounts
+///    (`code_reserved`), so nothing else reaches them;
 /// 4. no account but the bank's settlement accounts can go below zero (debits posted + pending ≤
 ///    credits posted), and debits equal credits per currency.
 ///
@@ -409,8 +408,6 @@ struct MoneyExpectation {
     /// Deposits and withdrawals the request makes, per currency.
     var deposited: [String: Int64] = [:]
     var withdrawn: [String: Int64] = [:]
-    /// What tenants' transfers posted to the bank's own accounts (settlement, escrow), by account.
-    var paidToBank: [UUID: Int64] = [:]
     /// Whether the request was meant as an attack or a mistake (counted in the summary).
     var hostile: Bool
     /// A one-line account of what was sent and predicted.
@@ -452,8 +449,6 @@ struct MoneyRun {
     var model: [Int: [String: MoneyFour]] = [:]
     var deposited: [String: Int64] = [:]
     var withdrawn: [String: Int64] = [:]
-    /// What tenants paid into the bank's own accounts (settlement, escrow), by account.
-    var paidIntoBank: [UUID: Int64] = [:]
 
     var index = 0
     var failed = false
@@ -785,26 +780,15 @@ struct MoneyRun {
         // Rule 3: tenants' money plus escrow's is what came in minus what went out, and settlement
         // mirrors it; escrow's own money is only what tenants paid into it, the rest is pending:
         // the deals' funded milestones (and tenants' holds in its favour).
-        for (account, amount) in expectation.paidToBank {
-            paidIntoBank[account, default: 0] += amount
-            let row = post.accounts[account]
-            withKnownIssue("A tenant can pay into the bank's own \(row?.code ?? "?") account: reported, not fixed here") {
-                Issue.record("seed \(seed) (TECHBANK_PROPERTY_SEED=\(seed)), operation #\(index): a tenant paid \(amount) \(row?.currency ?? "") into the bank's \(row?.code ?? "?") account — \(expectation.note)")
-            }
-        }
         for currency in Set(post.accounts.values.map(\.currency)) {
             let tenantsNet = post.accounts.values.filter { $0.currency == currency && tenantIndex($0.owner) != nil }.reduce(Int64(0)) { $0 + $1.balances.net }
             let escrowAccount = post.accounts[escrow(currency)]?.balances ?? MoneyFour()
             let settlementAccount = post.accounts[settlement(currency)]?.balances ?? MoneyFour()
             let inflow = (deposited[currency] ?? 0) - (withdrawn[currency] ?? 0)
-            let intoSettlement = paidIntoBank[settlement(currency)] ?? 0
-            let intoEscrow = paidIntoBank[escrow(currency)] ?? 0
-            check(tenantsNet + escrowAccount.net == inflow - intoSettlement,
-                  "\(currency): tenants hold \(tenantsNet) and escrow \(escrowAccount.net), but deposits − withdrawals = \(inflow)"
-                    + (intoSettlement == 0 ? "" : " (less \(intoSettlement) tenants paid into settlement)") + " — \(expectation.note)")
-            check(settlementAccount.net == intoSettlement - inflow,
-                  "\(currency): settlement nets \(settlementAccount.net), expected \(intoSettlement - inflow) — \(expectation.note)")
-            check(escrowAccount.net == intoEscrow, "\(currency): escrow nets \(escrowAccount.net), but only \(intoEscrow) was paid into it — \(expectation.note)")
+            check(tenantsNet + escrowAccount.net == inflow,
+                  "\(currency): tenants hold \(tenantsNet) and escrow \(escrowAccount.net), but deposits − withdrawals = \(inflow) — \(expectation.note)")
+            check(settlementAccount.net == -inflow, "\(currency): settlement nets \(settlementAccount.net), expected \(-inflow) — \(expectation.note)")
+            check(escrowAccount.net == 0, "\(currency): escrow nets \(escrowAccount.net), but holds no money of its own — \(expectation.note)")
             let openHolds = post.holds.values.filter { $0.resolution == nil && $0.credit == escrow(currency) }
             let escrowHolds = openHolds.filter { $0.code == MoneyModel.BankCode.escrowFund.rawValue }.reduce(Int64(0)) { $0 + $1.amount }
             check(escrowAccount.cq == openHolds.reduce(Int64(0)) { $0 + $1.amount } && escrowAccount.dq == 0,
@@ -854,7 +838,8 @@ struct MoneyRun {
 
 extension MoneyRun {
     static let refusals: Set<Int> = [403, 404, 409, 422]
-    static let bankCodes = Set(MoneyModel.BankCode.allCases.map(\.rawValue))
+    /// The codes a tenant may neither use nor credit an account of, nor resolve a hold of.
+    static let reservedCodes = Set(MoneyModel.BankCode.allCases.map(\.rawValue)).union(MoneyModel.bankHeldAccountCodes)
 
     /// What `operation` must answer and leave behind, from the state before it.
     func predict(_ operation: MoneyOperation, _ pre: MoneySnapshot) -> MoneyExpectation {
@@ -914,14 +899,14 @@ extension MoneyRun {
         // Money.transfer: client ids, no bank codes, money only out of the caller's accounts, holds only its own and not the bank's.
         var checked: Set<UUID> = []
         for (position, element) in elements.enumerated() {
-            var passes = MoneyModel.isClientID(element.id) && (principal == nil || !Self.bankCodes.contains(element.code))
+            var passes = MoneyModel.isClientID(element.id) && (principal == nil || !Self.reservedCodes.contains(element.code))
             switch element {
             case let .post(_, debit, _, _, _, _), let .hold(_, debit, _, _, _, _, _):
                 if passes, checked.insert(debit).inserted { passes = pre.accounts[debit].map { principal == nil || $0.owner == principal } ?? false }
             case let .postPending(_, pending, _, _), let .voidPending(_, pending, _):
                 if let hold = pre.holds[pending] {
                     passes = passes && pre.accounts[hold.debit].map { principal == nil || $0.owner == principal } ?? false
-                    passes = passes && (principal == nil || !Self.bankCodes.contains(hold.code))
+                    passes = passes && (principal == nil || !Self.reservedCodes.contains(hold.code))
                 } else {
                     passes = passes && elements[..<position].contains { if case let .hold(id, _, _, _, _, _, _) = $0 { id == pending } else { false } }
                 }
@@ -943,10 +928,11 @@ extension MoneyRun {
                 if case let .hold(_, _, _, _, _, _, seconds) = element { kind = "pending"; timeout = seconds }
                 fields = MoneyTransferFields(kind: kind, debit: debit, credit: credit, amount: amount, currency: currency, code: code, pendingID: nil, timeoutSeconds: timeout)
                 let d = e.accounts[debit], c = e.accounts[credit]
-                if principal != nil && Self.bankCodes.contains(code) { outcome = "code_reserved" }
+                if principal != nil && Self.reservedCodes.contains(code) { outcome = "code_reserved" }
                 else if debit == credit { outcome = "accounts_must_be_different" }
                 else if d == nil || (principal != nil && d!.owner != principal) { outcome = "account_not_found" }
                 else if c == nil { outcome = "account_not_found" }
+                else if principal != nil && Self.reservedCodes.contains(c!.code) { outcome = "code_reserved" }
                 else if d!.currency != currency || c!.currency != currency { outcome = "currency_mismatch" }
                 else if d!.debitsWithinCredits && amount > d!.balances.available { outcome = "exceeds_credits" }
                 else if c!.creditsWithinDebits && amount > c!.balances.dp - c!.balances.cp - c!.balances.cq { outcome = "exceeds_debits" }
@@ -958,7 +944,6 @@ extension MoneyRun {
                     if kind == "posted" {
                         e.accounts[debit]!.balances.dp += amount
                         e.accounts[credit]!.balances.cp += amount
-                        if c!.owner == bank { e.paidToBank[credit, default: 0] += amount }
                     } else {
                         e.accounts[debit]!.balances.dq += amount
                         e.accounts[credit]!.balances.cq += amount
@@ -974,9 +959,9 @@ extension MoneyRun {
                 fields = MoneyTransferFields(kind: kind, debit: nil, credit: nil, amount: requested, currency: nil, code: code, pendingID: pending, timeoutSeconds: nil)
                 // Found: stored before this call, or made by an earlier element of this one.
                 let hold = (pre.holds[pending] != nil || madeHere.contains(pending)) ? e.holds[pending] : nil
-                if principal != nil && Self.bankCodes.contains(code) { outcome = "code_reserved" }
+                if principal != nil && Self.reservedCodes.contains(code) { outcome = "code_reserved" }
                 else if hold == nil || (principal != nil && e.accounts[hold!.debit]?.owner != principal) { outcome = "pending_transfer_not_found" }
-                else if principal != nil && Self.bankCodes.contains(hold!.code) { outcome = "code_reserved" }
+                else if principal != nil && Self.reservedCodes.contains(hold!.code) { outcome = "code_reserved" }
                 else if let resolution = hold!.resolution {
                     outcome = ["posted": "pending_transfer_already_posted", "voided": "pending_transfer_already_voided"][resolution] ?? "pending_transfer_expired"
                 } else if hold!.expired {
@@ -999,7 +984,6 @@ extension MoneyRun {
                     if kind == "post_pending" {
                         e.accounts[hold!.debit]!.balances.dp += amount
                         e.accounts[hold!.credit]!.balances.cp += amount
-                        if e.accounts[hold!.credit]!.owner == bank { e.paidToBank[hold!.credit, default: 0] += amount }
                     }
                     e.holds[pending]!.resolution = kind == "post_pending" ? "posted" : "voided"
                 }
@@ -1017,7 +1001,6 @@ extension MoneyRun {
             outcomes.append(outcome)
             if atomic && outcome != "ok" && outcome != "exists" {
                 (e.accounts, e.holds) = before
-                e.paidToBank = [:]
                 e.stored = [:]
                 e.storedIDs = []
                 e.newHolds = []
@@ -1301,7 +1284,7 @@ extension MoneyRun {
                 amount = rng.int(1...1_000_000)
                 note = "take the bank's money: "
             case 40..<52:
-                code = rng.pick(Self.bankCodes.sorted())!
+                code = rng.pick(Self.reservedCodes.sorted())!
                 note = "the bank's code: "
             case 52..<60:
                 id = rng.uuid(version: 8)
@@ -1370,7 +1353,7 @@ extension MoneyRun {
         let held = current.holds[pending]?.amount ?? 1
         var code = rng.pick(Self.tenantCodes)!
         if rng.percent(5) {
-            code = rng.pick(Self.bankCodes.sorted())!
+            code = rng.pick(Self.reservedCodes.sorted())!
             hostile = true
             note += "the bank's code: "
         }

@@ -192,6 +192,31 @@ struct MoneySafetyAttackTests {
         }
     }
 
+    @Test("a tenant cannot pay into the bank's settlement or escrow account, where its money would belong to no deposit and no deal")
+    func payingIntoTheBanksOwnAccounts() async throws {
+        try await withAPI { api in
+            let tenant = try await api.createOrganization("Stray Payer Co", kind: "enterprise")
+            let mine = try await api.operatingAccount(of: tenant, holding: 1_000)
+            let bank = try await Self.bankID(api)
+            let settlement = AccountRole.settlement(bank: bank).account("CNY").id
+            let escrow = AccountRole.escrow(bank: bank).account("CNY").id
+            // The escrow account exists once a deal is funded; open it as the bank would.
+            try await api.pool.withConnection { try await Ledger.openAccount(AccountRole.escrow(bank: bank).account("CNY"), on: $0) }
+            for account in [settlement, escrow] {
+                let paid = try await api.transfer(mine, account.uuidString.lowercased(), 100, key: tenant.key)
+                expectProblem(paid, .unprocessableContent, "code_reserved")
+                var hold = API.transferBody(mine, account.uuidString.lowercased(), 100)
+                hold["pending"] = true
+                let batch = try await api.call(.post, "/v1/transfers/batch", key: tenant.key, json: ["atomic": false, "transfers": [hold]])
+                #expect(batch.status == .ok && batch.json["results"][0]["outcome"].string == "code_reserved"
+                        && batch.json["results"][0]["detail"].string == "credit_account_id", "\(batch)")
+            }
+            #expect(try await api.balances(mine) == [0, 1_000, 0, 0])
+            #expect(try await api.balances(escrow.uuidString.lowercased()) == [0, 0, 0, 0])
+            try await api.expectLedgerInvariants()
+        }
+    }
+
     @Test("ids of version 8 are the bank's: no client may choose one")
     func version8IDsAreReserved() async throws {
         try await withAPI { api in

@@ -23,8 +23,12 @@ public enum MoneyModel {
         case inventorShare = "inventor_share"
     }
 
-    /// Account codes only the bank's own accounts carry (`AccountRole`).
+    /// Account codes only the accounts the bank opens carry (`AccountRole`).
     public static let bankAccountCodes: Set<String> = ["settlement", "escrow", "inventor"]
+
+    /// The codes of the accounts that hold the bank's own money: only the bank pays into them (a
+    /// tenant's payment there would belong to no deposit and no deal).
+    public static let bankHeldAccountCodes: Set<String> = ["settlement", "escrow"]
 
     /// Whether a client may choose `id` for an account or a transfer. Ids the bank derives for
     /// itself (`derivedID`: payments, deal steps, the bank's and organizations' role accounts) are
@@ -34,9 +38,11 @@ public enum MoneyModel {
     }
 
     /// Who may move money: the operator (the bank) any account's, every other organization only
-    /// its own, and never with the bank's codes. The committee holds no money.
+    /// its own, never with the bank's codes and never into the bank's own accounts. The committee
+    /// holds no money.
     static func principal(for identity: Identity) -> Principal? {
-        identity.kind == .operator ? nil : Principal(ownerID: identity.organizationID, reservedCodes: BankCode.allCases.map(\.rawValue))
+        identity.kind == .operator ? nil
+            : Principal(ownerID: identity.organizationID, reservedCodes: BankCode.allCases.map(\.rawValue) + bankHeldAccountCodes.sorted())
     }
 
     /// Whether `identity` may open accounts for `owner`: the operator for anyone, every other
