@@ -50,7 +50,7 @@ struct ConcurrencyTests {
     }
 
     @Test func sixteenTasksOnFiveHotAccounts() async throws {
-        let seed = ProcessInfo.processInfo.environment["LEDGER_CONCURRENCY_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 0...UInt64.max)
+        let seed = SeededGenerator.seed(from: "LEDGER_CONCURRENCY_SEED")
         try await TestDatabase.withPool(template: .ledger, maxConnections: 12) { pool throws in
             try await Self.hammer(Bank(pool), seed: seed)
         }
@@ -73,7 +73,7 @@ struct ConcurrencyTests {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for task in 0..<tasks {
                     group.addTask {
-                        var rng = SplitMix64(seed: seed &+ UInt64(task) &* 0x9E37_79B9)
+                        var rng = SeededGenerator(seed: seed &+ UInt64(task) &* 0x9E37_79B9)
                         func account() -> UUID { hot.randomElement(using: &rng)! }
                         func pair() -> (UUID, UUID) {
                             let debit = account()

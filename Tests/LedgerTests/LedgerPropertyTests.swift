@@ -18,7 +18,7 @@ import TestSupport
 struct LedgerPropertyTests {
     @Test func randomOperationsAgreeWithTheModel() async throws {
         let environment = ProcessInfo.processInfo.environment
-        let seed = environment["LEDGER_PROPERTY_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 0...UInt64.max)
+        let seed = SeededGenerator.seed(from: "LEDGER_PROPERTY_SEED")
         let steps = environment["LEDGER_PROPERTY_STEPS"].flatMap { Int($0) } ?? 2_500
         print("ledger property test: seed \(seed), \(steps) steps (replay with LEDGER_PROPERTY_SEED=\(seed))")
         try await TestDatabase.withPool(template: .ledger) { pool throws in
@@ -53,7 +53,7 @@ struct PropertyRun {
     let bank: Bank
     let seed: UInt64
     let steps: Int
-    var rng: SplitMix64
+    var rng: SeededGenerator
     var model = LedgerModel()
     var step = 0
     var operations = 0
@@ -81,7 +81,7 @@ struct PropertyRun {
         self.bank = bank
         self.seed = seed
         self.steps = steps
-        self.rng = SplitMix64(seed: seed)
+        self.rng = SeededGenerator(seed: seed)
     }
 
     // MARK: Running

@@ -1,19 +1,5 @@
 import Foundation
-
-/// SplitMix64: small, fast and deterministic, so a fuzz run repeats exactly from its seed.
-struct SeededGenerator: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+import TestSupport
 
 /// Random and adversarial text for fuzzing parsers of client input. The seed is fixed unless
 /// `TECHBANK_FUZZ_SEED` sets another; it is printed, and `label` carries it into failure messages.
@@ -24,7 +10,7 @@ struct Fuzz {
     var random: SeededGenerator
 
     init(_ name: String) {
-        seed = ProcessInfo.processInfo.environment["TECHBANK_FUZZ_SEED"].flatMap { UInt64($0) } ?? Self.defaultSeed
+        seed = SeededGenerator.seed(from: "TECHBANK_FUZZ_SEED", fallback: Self.defaultSeed)
         random = SeededGenerator(seed: seed)
         print("fuzz \(name): seed \(seed) (TECHBANK_FUZZ_SEED=\(seed) repeats this run)")
     }

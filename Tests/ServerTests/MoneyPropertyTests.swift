@@ -4,6 +4,7 @@ import Ledger
 import Postgres
 @testable import TechBank
 import Testing
+import TestSupport
 
 /// Hostile tenants play random sequences of requests against the real HTTP app: accounts (and
 /// forbidden kinds of them), transfers, holds, posts and voids of anyone's holds, atomic and
@@ -34,7 +35,7 @@ struct MoneyPropertyTests {
     @Test("hostile tenants playing random requests never move another tenant's money, mint money or overdraw an account")
     func hostileTenantsPlayingRandomRequests() async throws {
         let environment = ProcessInfo.processInfo.environment
-        let seed = environment["TECHBANK_PROPERTY_SEED"].flatMap(MoneyRNG.parseSeed) ?? UInt64.random(in: 0...UInt64.max)
+        let seed = SeededGenerator.seed(from: "TECHBANK_PROPERTY_SEED")
         let operations = environment["TECHBANK_PROPERTY_OPERATIONS"].flatMap { Int($0) } ?? 1_000
         print("money property: seed \(seed), \(operations) operations (replay with TECHBANK_PROPERTY_SEED=\(seed))")
         let clock = ContinuousClock()
@@ -58,26 +59,8 @@ struct MoneyPropertyTests {
 
 // MARK: Seeded randomness
 
-/// SplitMix64: the whole state is the seed, so a run replays exactly from it.
-struct MoneyRNG: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    /// A seed written in decimal or as 0x-prefixed hexadecimal.
-    static func parseSeed(_ text: String) -> UInt64? {
-        let text = text.trimmingCharacters(in: .whitespaces)
-        return text.hasPrefix("0x") ? UInt64(text.dropFirst(2), radix: 16) : UInt64(text)
-    }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
+/// The property test's draws, on the shared seeded generator.
+extension SeededGenerator {
     /// 0 ..< n (n > 0).
     mutating func below(_ n: Int) -> Int { Int(next().multipliedFullWidth(by: UInt64(n)).high) }
 
@@ -426,7 +409,7 @@ struct MoneyRun {
     let api: API
     let seed: UInt64
     let operations: Int
-    var rng: MoneyRNG
+    var rng: SeededGenerator
     /// The tenants holding money: two enterprises, two institutes, a broker and a sub-park.
     let tenants: [(name: String, org: Org, id: UUID)]
     let committee: Org
@@ -493,7 +476,7 @@ struct MoneyRun {
                       parkBP: 200, upfront: 50_000, milestones: [120_000, 180_000, 200_000, 90_001],
                       milestoneStatus: Array(repeating: "scheduled", count: 4)),
         ]
-        var run = MoneyRun(api: api, seed: seed, operations: operations, rng: MoneyRNG(seed: seed),
+        var run = MoneyRun(api: api, seed: seed, operations: operations, rng: SeededGenerator(seed: seed),
                            tenants: try tenants.map { (name: $0.0, org: $0.1, id: try #require(UUID(uuidString: $0.1.id))) }, committee: f.committee, bank: bank,
                            deals: deals)
         run.current = try await MoneySnapshot.read(api.pool)

@@ -1,6 +1,7 @@
 import Foundation
 import TechBank
 import Testing
+import TestSupport
 
 /// The split rule of every payment (`Split`): basis points of minor units, rounded down, parts
 /// summing to the whole. Random cases are replayable: a failure names its seed; run it again with
@@ -86,10 +87,10 @@ struct SplitTests {
 
     @Test func randomAmountsSplitExactly() {
         let environment = ProcessInfo.processInfo.environment
-        let seed = environment["SPLIT_PROPERTY_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 0...UInt64.max)
+        let seed = SeededGenerator.seed(from: "SPLIT_PROPERTY_SEED")
         let cases = environment["SPLIT_PROPERTY_CASES"].flatMap { Int($0) } ?? 20_000
         print("split property test: seed \(seed), \(cases) cases (replay with SPLIT_PROPERTY_SEED=\(seed))")
-        var rng = SplitTestRNG(seed: seed)
+        var rng = SeededGenerator(seed: seed)
         var failures = 0
         func check(_ condition: Bool, _ what: @autoclosure () -> String, case index: Int) {
             guard !condition else { return }
@@ -154,20 +155,8 @@ struct SplitTests {
     }
 }
 
-/// SplitMix64: small, fast and seedable, so a failing random run can be replayed.
-private struct SplitTestRNG: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
+/// The split property test's draws, on the shared seeded generator.
+private extension SeededGenerator {
     /// 0…max, weighted towards the edges: tiny amounts, amounts near max, round amounts, any.
     mutating func amount(max: Int64) -> Int64 {
         switch next() % 6 {
