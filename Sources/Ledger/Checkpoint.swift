@@ -22,11 +22,14 @@ public enum CheckpointError: Error, Sendable, Equatable, CustomStringConvertible
     case malformedKey(String)
     case malformedNote(String)
     case badSignature
+    /// The audit signing key's file cannot be read, created or parsed.
+    case keyFile(String)
     public var description: String {
         switch self {
         case .malformedKey(let why): "malformed verifier key: \(why)"
         case .malformedNote(let why): "malformed checkpoint: \(why)"
         case .badSignature: "no valid signature by the expected key"
+        case .keyFile(let why): "audit signing key: \(why)"
         }
     }
 }
@@ -60,21 +63,37 @@ public struct CheckpointSigner: Sendable {
         return text + "\n— \(name) \(Data(blob).base64EncodedString())\n"
     }
 
-    /// The key in `file` (base64 of its 32 raw bytes), created with mode 0600 if missing.
+    /// The key in `file` (base64 of its 32 raw bytes), created with mode 0600 if the file does not
+    /// exist. Any other failure to read it (permissions, a directory, an I/O error) is an error:
+    /// writing a new key over an unreadable one would silently break every checkpoint saved by
+    /// a committee member.
     public static func loadOrCreateKey(at file: String) throws -> Curve25519.Signing.PrivateKey {
-        if let text = try? String(contentsOfFile: file, encoding: .utf8) {
-            guard let raw = Data(base64Encoded: text.trimmingCharacters(in: .whitespacesAndNewlines)),
-                  let key = try? Curve25519.Signing.PrivateKey(rawRepresentation: raw) else {
-                throw CheckpointError.malformedKey("\(file) does not hold a base64 Ed25519 private key")
-            }
-            return key
+        let contents: Data
+        do {
+            contents = try Data(contentsOf: URL(fileURLWithPath: file))
+        } catch CocoaError.fileReadNoSuchFile {
+            return try createKey(at: file)
+        } catch {
+            throw CheckpointError.keyFile("cannot read \(file): \(error.localizedDescription)")
         }
+        guard let raw = Data(base64Encoded: String(decoding: contents, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)),
+              let key = try? Curve25519.Signing.PrivateKey(rawRepresentation: raw) else {
+            throw CheckpointError.keyFile("\(file) does not hold a base64 Ed25519 private key")
+        }
+        return key
+    }
+
+    /// Writes a new key to `file`, which must not exist (O_EXCL: never over another key), and syncs it.
+    private static func createKey(at file: String) throws -> Curve25519.Signing.PrivateKey {
         let key = Curve25519.Signing.PrivateKey()
         let directory = (file as NSString).deletingLastPathComponent
         if !directory.isEmpty { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
-        guard FileManager.default.createFile(atPath: file, contents: Data((key.rawRepresentation.base64EncodedString() + "\n").utf8),
-                                             attributes: [.posixPermissions: 0o600]) else {
-            throw CheckpointError.malformedKey("cannot write \(file)")
+        let descriptor = open(file, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        guard descriptor >= 0 else { throw CheckpointError.keyFile("cannot create \(file): \(String(cString: strerror(errno)))") }
+        defer { close(descriptor) }
+        let bytes = Array((key.rawRepresentation.base64EncodedString() + "\n").utf8)
+        guard write(descriptor, bytes, bytes.count) == bytes.count, fsync(descriptor) == 0 else {
+            throw CheckpointError.keyFile("cannot write \(file): \(String(cString: strerror(errno)))")
         }
         return key
     }

@@ -71,6 +71,9 @@ public final class PostgresConnection: @unchecked Sendable {
         sessionSettings = settings
     }
 
+    /// How long opening a connection may take unless `conninfo` sets `connect_timeout`.
+    public static let defaultConnectTimeoutSeconds = 5
+
     /// Opens a connection from a libpq connection string or URL and applies session settings.
     /// - Parameter database: a database name that overrides the one in `conninfo`, if any.
     /// - Parameter role: a role to take on (`SET ROLE`) for every statement, if any.
@@ -78,9 +81,11 @@ public final class PostgresConnection: @unchecked Sendable {
         conninfo: String, database: String? = nil, role: String? = nil, statementTimeoutMilliseconds: Int, threadPool: NIOThreadPool
     ) async throws -> PostgresConnection {
         let connection = try await threadPool.runIfActive { () throws -> PostgresConnection in
-            // The first `dbname` is expanded as a whole connection string; later keywords override it.
-            var keywords = ["dbname"]
-            var values = [conninfo]
+            // The first `dbname` is expanded as a whole connection string; later keywords override
+            // earlier ones. `connect_timeout` comes first, so a `conninfo` that sets its own wins:
+            // without one, a database host that drops packets would hold a pool thread forever.
+            var keywords = ["connect_timeout", "dbname"]
+            var values = [String(defaultConnectTimeoutSeconds), conninfo]
             if let database {
                 keywords.append("dbname")
                 values.append(database)

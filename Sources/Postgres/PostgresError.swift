@@ -66,6 +66,18 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
         return text
     }
 
+    /// The database cannot serve now but may when asked again: it is unreachable, shutting down
+    /// or starting, out of connections, a standby (after a failover), or the pool is saturated or
+    /// closing. A server answers such failures "try again later" (503), never as the request's fault.
+    public var isUnavailable: Bool {
+        switch code {
+        case .connection, .leaseTimeout, .tooManyWaiters, .poolClosed: return true
+        default: break
+        }
+        guard let sqlState else { return false }
+        return sqlState.hasPrefix("08") || SQLState.unavailable.contains(sqlState)
+    }
+
     /// A serialization failure or deadlock: the whole transaction may simply be run again.
     public var isRetryableTransactionFailure: Bool {
         sqlState == SQLState.serializationFailure || sqlState == SQLState.deadlockDetected
@@ -86,6 +98,10 @@ public enum SQLState {
     public static let numericValueOutOfRange = "22003"
     public static let invalidTextRepresentation = "22P02"
     public static let undefinedTable = "42P01"
+    public static let readOnlySQLTransaction = "25006"
+    /// Besides class 08 (connection exception): the server is shutting down, crashing or starting,
+    /// has no connection slot left, or is a read-only standby.
+    static let unavailable: Set<String> = [adminShutdown, "57P02", "57P03", "53300", readOnlySQLTransaction]
 
     static let names: [String: String] = [
         uniqueViolation: "unique_violation",
@@ -108,6 +124,8 @@ public enum SQLState {
         "22008": "datetime_field_overflow",
         "22012": "division_by_zero",
         "22P05": "untranslatable_character",
+        readOnlySQLTransaction: "read_only_sql_transaction",
+        "57P02": "crash_shutdown",
         "25P02": "in_failed_sql_transaction",
         "53300": "too_many_connections",
         "55P03": "lock_not_available",

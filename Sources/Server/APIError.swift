@@ -48,6 +48,17 @@ struct APIError: Error, Sendable {
     static let forbidden = APIError(.forbidden, code: "forbidden", "this organization may not do that")
     static let notFound = APIError(.notFound, code: "not_found", "no such resource")
 
+    /// The database cannot serve now (see `PostgresError.isUnavailable`); the request may be sent
+    /// again, with the same `Idempotency-Key` or transfer id, after `Retry-After` seconds.
+    static let unavailable: APIError = {
+        var error = APIError(.serviceUnavailable, code: "unavailable", "the service is busy or the database is unreachable; retry later")
+        error.headers[.retryAfter] = String(retryAfterSeconds)
+        return error
+    }()
+
+    /// What a 503 asks the client to wait before trying again.
+    static let retryAfterSeconds = 1
+
     /// A body that is not JSON (RFC 9110 §15.5.16).
     static let unsupportedMediaType = APIError(
         .unsupportedMediaType, code: "unsupported_media_type", "the request body must be JSON, sent as Content-Type: application/json")
@@ -134,8 +145,8 @@ struct APIError: Error, Sendable {
         case let error as any HTTPResponseError where error.status == .contentTooLarge:
             // A body without Content-Length (chunked) that outgrows `collectBody(upTo:)`: NIOTooManyBytesError.
             return APIError(.contentTooLarge, code: "body_too_large", "the request body exceeds the limit")
-        case let error as PostgresError where error.code == .leaseTimeout || error.code == .tooManyWaiters || error.code == .connection:
-            return APIError(.serviceUnavailable, code: "unavailable", "the service is busy or the database is unreachable; retry later")
+        case let error as PostgresError where error.isUnavailable:
+            return .unavailable
         default:
             return APIError(.internalServerError, code: "internal_error", "an internal error occurred; it has been logged")
         }

@@ -17,14 +17,29 @@ struct HealthController {
         }
     }
 
+    private func unavailable() throws -> Response {
+        var reply = try Reply.json(Health(status: "unavailable", schemaVersion: Schema.version), status: .serviceUnavailable)
+        reply.headers[.retryAfter] = String(APIError.retryAfterSeconds)
+        return reply.response
+    }
+
     func register(on router: Router<some RequestContext>) {
         router.get("healthz") { _, _ in
             try Reply.json(Health(status: "ok", schemaVersion: Schema.version)).response
         }
-        router.get("readyz") { _, _ -> Response in
-            let installed = try? await pool.withConnection { try await Schema.installedVersion($0) }
+        router.get("readyz") { _, context -> Response in
+            let installed: Int?
+            do {
+                installed = try await pool.withConnection { try await Schema.installedVersion($0) }
+            } catch {
+                context.logger.warning("not ready: the database does not answer", metadata: ["error": "\(error)"])
+                return try unavailable()
+            }
             guard installed == Schema.version else {
-                return try Reply.json(Health(status: "unavailable", schemaVersion: Schema.version), status: .serviceUnavailable).response
+                context.logger.warning("not ready: the database's schema is not this binary's", metadata: [
+                    "installed": "\(installed.map(String.init) ?? "none")", "expected": "\(Schema.version)",
+                ])
+                return try unavailable()
             }
             return try Reply.json(Health(status: "ok", schemaVersion: Schema.version)).response
         }

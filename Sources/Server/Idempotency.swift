@@ -51,7 +51,12 @@ struct Idempotency: Sendable {
         } catch {
             let apiError = APIError.from(error)
             guard apiError.status.code < 500 else {
-                try? await store.release(organizationID: identity.organizationID, key: key)
+                do {
+                    try await store.release(organizationID: identity.organizationID, key: key)
+                } catch let releaseError {
+                    // The key stays claimed until it expires: retries get `idempotency_key_in_progress`.
+                    context.logger.error("cannot release an Idempotency-Key after a failed request", metadata: ["error": "\(releaseError)"])
+                }
                 throw error
             }
             reply = try apiError.reply(requestID: context.requestID)

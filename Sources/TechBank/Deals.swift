@@ -806,7 +806,8 @@ public struct Deals: Sendable {
         let distribution = Split.inventors(of: fees.seller, instituteBP: rules.instituteShareBP, shares: inventors.map(\.shareBP))
         for (index, (inventor, value)) in zip(inventors, distribution.inventors).enumerated() {
             try await pay("inventor.\(index)", from: seller.id,
-                          to: AccountRole.inventor(institute: deal.sellerID, technology: deal.technologyID, index: index, name: inventor.name).account(currency),
+                          to: try AccountRole.inventorAccount(institute: deal.sellerID, technology: deal.technologyID, index: index,
+                                                                  name: inventor.name, currency: currency),
                           value, code: .inventorShare)
         }
         return requests

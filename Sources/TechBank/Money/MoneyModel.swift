@@ -63,8 +63,6 @@ enum AccountRole {
     /// The bank's: the other side of deposits and withdrawals (money outside the bank). The only
     /// kind of account that may go below zero.
     case settlement(bank: UUID)
-    /// An inventor's account, owned by the institute.
-    case inventor(institute: UUID, technology: UUID, index: Int, name: String)
 
     func account(_ currency: String) -> NewAccount {
         switch self {
@@ -76,11 +74,15 @@ enum AccountRole {
                        debitsMustNotExceedCredits: true)
         case .settlement(let bank):
             NewAccount(id: derivedID("account", bank.uuidString, currency, "settlement"), currency: currency, ownerID: bank, code: "settlement")
-        case .inventor(let institute, let technology, let index, let name):
-            NewAccount(id: derivedID("account", institute.uuidString, currency, "inventor", technology.uuidString, String(index)), currency: currency,
-                       ownerID: institute, code: "inventor", debitsMustNotExceedCredits: true,
-                       metadata: try? JSONB(encoding: ["inventor": name, "technology_id": technology.uuidString.lowercased()]))
         }
+    }
+
+    /// The account of a technology's inventor number `index` (in the registered order), owned by
+    /// the institute; its metadata names the inventor and the technology.
+    static func inventorAccount(institute: UUID, technology: UUID, index: Int, name: String, currency: String) throws -> NewAccount {
+        NewAccount(id: derivedID("account", institute.uuidString, currency, "inventor", technology.uuidString, String(index)), currency: currency,
+                   ownerID: institute, code: "inventor", debitsMustNotExceedCredits: true,
+                   metadata: try JSONB(encoding: ["inventor": name, "technology_id": technology.uuidString.lowercased()]))
     }
 }
 

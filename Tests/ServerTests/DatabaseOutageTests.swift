@@ -1,0 +1,121 @@
+import Foundation
+import HTTPTypes
+import Postgres
+import TechBank
+import Testing
+import TestSupport
+
+/// The database goes away under a running server and comes back: the server answers 503 with
+/// `Retry-After` meanwhile (never a hang, never a wrong answer), replaces its dead connections,
+/// and serves again without a restart. Each test runs its own cluster, since it stops it.
+@Suite("A database that comes and goes")
+struct DatabaseOutageTests {
+    /// What an outage looks like to the server: a clean stop, or a power cut (SIGKILL of every
+    /// process of the cluster).
+    enum Outage: String, CaseIterable, Sendable { case stopped, killed }
+
+    @Test("while the database is down, every request gets 503 with Retry-After; after it is back, the server serves again", arguments: Outage.allCases)
+    func serverRidesOutAnOutage(_ outage: Outage) async throws {
+        let cluster = try OutageCluster(port: outage == .stopped ? 5436 : 5437)
+        defer { cluster.destroy() }
+        try await cluster.start()
+        var configuration = PostgresConfiguration(conninfo: cluster.conninfo)
+        configuration.maxConnections = 4
+        configuration.leaseTimeout = .seconds(2)
+        let pool = PostgresPool(configuration: configuration, logger: TestDatabase.logger)
+        defer { Task { await pool.close() } }
+        try await Schema.migrate(pool)
+
+        try await withAPI(on: pool) { api in
+            let payer = try await api.createOrganization("Payer", kind: "enterprise")
+            let payee = try await api.createOrganization("Payee", kind: "enterprise")
+            let from = try await api.createAccount(for: payer, funded: 1_000)
+            let to = try await api.createAccount(for: payee)
+            #expect(try await api.call(.get, "/readyz", key: nil).status == .ok)
+
+            switch outage {
+            case .stopped: try await cluster.stop()
+            case .killed: try cluster.kill()
+            }
+
+            let ready = try await withinLiveness { try await api.call(.get, "/readyz", key: nil) }
+            #expect(ready.status == .serviceUnavailable, "\(ready)")
+            #expect(ready.headers[.retryAfter] == "1", "\(ready)")
+            let read = try await withinLiveness { try await api.call(.get, "/v1/accounts/\(from)", key: payer.key) }
+            expectUnavailable(read)
+            let transferID = newID()
+            let write = try await withinLiveness { try await api.transfer(from, to, 250, key: payer.key, id: transferID) }
+            expectUnavailable(write)
+
+            try await cluster.start()
+            var back = false
+            for _ in 0..<300 where !back {
+                back = try await api.call(.get, "/readyz", key: nil).status == .ok
+                if !back { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(back, "/readyz never answered 200 after the database came back")
+
+            // The transfer refused with 503 was not made; sent again with its id it lands once.
+            #expect(try await api.transfer(from, to, 250, key: payer.key, id: transferID).status == .created)
+            #expect(try await api.transfer(from, to, 250, key: payer.key, id: transferID).status == .ok)
+            #expect(try await api.balances(from) == [250, 1_000, 0, 0])
+            #expect(try await api.balances(to) == [0, 250, 0, 0])
+            let usage = await pool.usage()
+            #expect(usage.open <= pool.configuration.maxConnections && usage.leased == 0, "\(usage)")
+        }
+    }
+
+    private func expectUnavailable(_ response: APIResponse, sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(response.status == .serviceUnavailable, "\(response)", sourceLocation: sourceLocation)
+        #expect(response.code == "unavailable", "\(response)", sourceLocation: sourceLocation)
+        #expect(response.contentType == "application/problem+json", "\(response)", sourceLocation: sourceLocation)
+        #expect(response.headers[.retryAfter] == "1", "\(response)", sourceLocation: sourceLocation)
+    }
+
+    /// Runs `request`, failing the test if it has not answered within a generous bound: a request
+    /// to a server whose database is gone must be answered, not left hanging. (A liveness bound,
+    /// well above the lease and connect timeouts, not a measure of speed.)
+    private func withinLiveness(_ request: @escaping @Sendable () async throws -> APIResponse) async throws -> APIResponse {
+        try await withThrowingTaskGroup(of: APIResponse?.self) { group in
+            group.addTask { try await request() }
+            group.addTask {
+                try await Task.sleep(for: .seconds(60))
+                return nil
+            }
+            let first = try #require(try await group.next())
+            group.cancelAll()
+            return try #require(first, "the request hung while the database was down")
+        }
+    }
+}
+
+/// A throwaway embedded cluster that a test may stop, kill and start again.
+private struct OutageCluster: Sendable {
+    let cluster: EmbeddedPostgres
+    let directory: String
+
+    init(port: Int) throws {
+        directory = NSTemporaryDirectory() + "techbank-outage-\(UUID().uuidString.prefix(8))"
+        var options = EmbeddedPostgres.Options(directory: directory)
+        options.port = port
+        options.settings = ["fsync": "off"]
+        cluster = try EmbeddedPostgres(options: options)
+    }
+
+    var conninfo: String { cluster.conninfo }
+
+    func start() async throws { _ = try await cluster.start(logger: TestDatabase.logger) }
+    func stop() async throws { try await cluster.stop(logger: TestDatabase.logger) }
+
+    /// SIGKILL to the postmaster and every child of it, as a power cut leaves them.
+    func kill() throws {
+        let pidFile = directory + "/data/postmaster.pid"
+        let line = String(decoding: try #require(FileManager.default.contents(atPath: pidFile)), as: UTF8.self).split(separator: "\n")[0]
+        let postmaster = try #require(Int32(line))
+        let children = (try? String(contentsOfFile: "/proc/\(postmaster)/task/\(postmaster)/children", encoding: .utf8)) ?? ""
+        #expect(Glibc.kill(postmaster, SIGKILL) == 0)
+        for child in children.split(separator: " ").compactMap({ Int32($0) }) { _ = Glibc.kill(child, SIGKILL) }
+    }
+
+    func destroy() { try? cluster.destroy() }
+}
