@@ -66,7 +66,9 @@ public final class PostgresPool: Service, Sendable {
             await state.release(connection)
             return value
         } catch {
-            await state.release(connection)
+            // A connection to a server that cannot serve (a standby after a failover, one shutting
+            // down) is not kept: the next lease opens a new one, to wherever `conninfo` now leads.
+            await state.release(connection, discard: (error as? PostgresError)?.isUnavailable == true)
             throw error
         }
     }
@@ -240,9 +242,9 @@ private actor PoolState {
         serveWaiter()
     }
 
-    func release(_ connection: PostgresConnection) {
+    func release(_ connection: PostgresConnection, discard: Bool = false) {
         leasedCount -= 1
-        if connection.isReusable, !closed {
+        if connection.isReusable, !discard, !closed {
             idle.append(connection)
         } else {
             connection.close()

@@ -30,6 +30,28 @@ struct PoolTests {
         }
     }
 
+    @Test("a connection that answered 'cannot serve now' (a read-only standby after a failover) is replaced, not reused")
+    func aConnectionToAServerThatCannotServeIsReplaced() async throws {
+        try await TestDatabase.withPool(template: .empty, maxConnections: 1) { pool throws in
+            let backend = "SELECT pg_backend_pid()"
+            let first = try await pool.withConnection { try await $0.query(backend)[0].decode(Int32.self, at: 0) }
+            let error = await #expect(throws: PostgresError.self) {
+                try await pool.withConnection { connection throws in
+                    // As on a standby: every write of this session fails with 25006.
+                    try await connection.query("SET default_transaction_read_only = on")
+                    try await connection.query("CREATE TABLE refused (n int)")
+                }
+            }
+            #expect(error?.sqlState == SQLState.readOnlySQLTransaction)
+            #expect(error?.isUnavailable == true)
+            let second = try await pool.withConnection { connection throws in
+                try await connection.query("CREATE TABLE accepted (n int)")
+                return try await connection.query(backend)[0].decode(Int32.self, at: 0)
+            }
+            #expect(second != first)
+        }
+    }
+
     @Test func serializationFailureRunsTheWholeClosureAgain() async throws {
         try await TestDatabase.withPool(template: .empty, maxConnections: 2) { pool throws in
             try await pool.withConnection { connection throws in
