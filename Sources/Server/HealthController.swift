@@ -22,8 +22,8 @@ struct HealthController {
             try Reply.json(Health(status: "ok", schemaVersion: Schema.version)).response
         }
         router.get("readyz") { _, _ -> Response in
-            let installed = try? await pool.withConnection { try await Schema.installedVersion($0) }
-            guard installed == Schema.version else {
+            let current = try? await pool.withConnection { try await Schema.isCurrent($0) }
+            guard current == true else {
                 return try Reply.json(Health(status: "unavailable", schemaVersion: Schema.version), status: .serviceUnavailable).response
             }
             return try Reply.json(Health(status: "ok", schemaVersion: Schema.version)).response
