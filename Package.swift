@@ -103,7 +103,11 @@ let package = Package(
         ),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"]),
         .testTarget(name: "LedgerTests", dependencies: ["Ledger", "Postgres", "TestSupport"]),
-        .testTarget(name: "TechBankTests", dependencies: ["TechBank", "Ledger", "Postgres", "TestSupport", "TechBankTestSupport"]),
+        .testTarget(
+            name: "TechBankTests",
+            dependencies: ["TechBank", "Ledger", "Postgres", "TestSupport", "TechBankTestSupport"],
+            resources: [.copy("Fixtures")]
+        ),
         .testTarget(
             name: "ServerTests",
             dependencies: [

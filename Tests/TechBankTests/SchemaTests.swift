@@ -96,6 +96,12 @@ struct SchemaTests {
         try "SELECT 1".write(to: directory.appendingPathComponent("2_next.sql"), atomically: true, encoding: .utf8)
         #expect(throws: SchemaError.self) { try SchemaMigrations(schema: "ledger", directory: directory) }
     }
+
+    @Test("step 1 of each module is the schema of the last release before numbered migrations")
+    func theBaselineStepsAreTheReleasedSchema() throws {
+        let released = try String(contentsOf: try ReleasedSchema.file(), encoding: .utf8)
+        #expect(released == Ledger.migrations.steps[0].sql + "\n" + Schema.migrations.steps[0].sql)
+    }
 }
 
 @Suite("Idempotency records")
