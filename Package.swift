@@ -50,7 +50,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            resources: [.copy("ledger.sql")]
+            resources: [.copy("Migrations")]
         ),
         .target(
             name: "TechBank",
@@ -61,7 +61,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            resources: [.copy("schema.sql")]
+            resources: [.copy("Migrations")]
         ),
         .target(
             name: "Server",
@@ -103,7 +103,11 @@ let package = Package(
         ),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"]),
         .testTarget(name: "LedgerTests", dependencies: ["Ledger", "Postgres", "TestSupport"]),
-        .testTarget(name: "TechBankTests", dependencies: ["TechBank", "TestSupport", "TechBankTestSupport"]),
+        .testTarget(
+            name: "TechBankTests",
+            dependencies: ["TechBank", "Ledger", "Postgres", "TestSupport", "TechBankTestSupport"],
+            resources: [.copy("Fixtures")]
+        ),
         .testTarget(
             name: "ServerTests",
             dependencies: [

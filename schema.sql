@@ -1,16 +1,25 @@
+-- The whole TechBank database schema, readable in one file: the ledger's part, then TechBank's.
+--
+-- The binary does not run this file: it applies numbered steps (Sources/Ledger/Migrations, then
+-- Sources/TechBank/Migrations; see the README's "Schema migrations"). This file is what those
+-- steps build, kept by hand; a test builds a database from each and fails if they differ.
+
 -- ledger schema (the double-entry engine; knows nothing of technologies or HTTP)
 --
--- Applied by Ledger.migrate as one script, in one transaction: every statement must be
--- idempotent.  SQLSTATEs raised here:
+-- SQLSTATEs raised here:
 --   TB001  ledger history is append-only (transfers, pending_resolutions, journal)
 --   TB002  account row change not allowed (delete/truncate, immutable column, opening balance)
 --   TB003  invalid transfer batch (not a non-empty array of <= 8000 well-formed objects)
 --   TB900  private to create_transfers (atomic rollback); never escapes it
 
--- Two servers starting at once would otherwise race on catalog rows.
-SELECT pg_advisory_xact_lock(7262011001);
-
 CREATE SCHEMA IF NOT EXISTS ledger;
+
+-- Which of the ledger's numbered steps (Sources/Ledger/Migrations) the database has.
+CREATE TABLE IF NOT EXISTS ledger.schema_migrations (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
 
 -- ---------------------------------------------------------------- tables
 
@@ -183,7 +192,6 @@ ALTER TABLE ledger.journal ADD COLUMN IF NOT EXISTS request_id text;
 
 -- The single definition of the bytes that are hashed for a journal entry. Entries without an
 -- actor hash exactly as before actors were recorded.
-DROP FUNCTION IF EXISTS ledger.journal_canonical(smallint, bigint, text, uuid, timestamptz, jsonb);
 CREATE OR REPLACE FUNCTION ledger.journal_canonical(p_shard smallint, p_seq bigint, p_event_type text,
     p_subject_id uuid, p_created_at timestamptz, p_payload jsonb, p_actor_id uuid, p_key_id uuid, p_request_id text) RETURNS bytea
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
@@ -392,7 +400,6 @@ $$;
 --   p_reserved_codes no transfer may carry one of these codes (code_reserved, detail code), credit
 --                   an account whose code is one (detail credit_account_id), or post or void a
 --                   hold carrying one (detail pending_id).
-DROP FUNCTION IF EXISTS ledger.create_transfers(jsonb, boolean);
 CREATE OR REPLACE FUNCTION ledger.create_transfers(p_transfers jsonb, p_atomic boolean,
     p_owner uuid DEFAULT NULL, p_reserved_codes text[] DEFAULT NULL)
 RETURNS TABLE (idx integer, outcome text, detail text, id uuid, kind text, debit_account_id uuid,
@@ -751,15 +758,24 @@ GRANT INSERT (id, currency, owner_id, code, debits_must_not_exceed_credits, cred
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA ledger FROM PUBLIC;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA ledger TO ledger_user;
 
--- techbank schema version: 1
+INSERT INTO ledger.schema_migrations (version, name) VALUES
+    (1, 'baseline'),
+    (2, 'reserved_credit_accounts');
+
+-- TechBank schema (the marketplace, on top of the ledger's schema)
 --
--- Applied by Schema.migrate after the ledger's schema (Sources/Ledger/ledger.sql), in the same
--- transaction, on every server start: every statement must be idempotent.  SQLSTATEs raised here:
+-- SQLSTATEs raised here:
 --   TB010  an organization's sub_park_id names something that is not a sub-park
 --   TB011  a match decision is final (or a match's parties changed)
 --   TB020  an account that may go below zero is not the bank's settlement account
 
-CREATE TABLE IF NOT EXISTS public.schema_version (singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton), version integer NOT NULL, applied_at timestamptz NOT NULL DEFAULT now());
+-- Which of TechBank's numbered steps (Sources/TechBank/Migrations) the database has; the newest
+-- is the schema version (Schema.version).
+CREATE TABLE IF NOT EXISTS public.schema_migrations (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
 
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
 CREATE EXTENSION IF NOT EXISTS btree_gist;
@@ -1213,7 +1229,8 @@ GRANT ledger_user TO techbank_app;
 GRANT USAGE ON SCHEMA techbank TO techbank_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA techbank TO techbank_app;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA techbank TO techbank_app;
-GRANT SELECT ON public.schema_version TO techbank_app;
+GRANT SELECT ON public.schema_migrations TO techbank_app;
 
-INSERT INTO public.schema_version (singleton, version) VALUES (true, 1)
-ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version, applied_at = now();
+INSERT INTO public.schema_migrations (version, name) VALUES
+    (1, 'baseline'),
+    (2, 'drop_schema_version');

@@ -6,25 +6,33 @@ extension Ledger {
     /// ledger's tables and opens accounts, and changes money only through the ledger's functions.
     public static let userRole = "ledger_user"
 
-    /// The ledger's schema (`ledger.sql`): tables, guards, the journal and the transfer functions.
-    /// The script is idempotent, so applying it on every start is safe.
-    public static let schemaSQL: String = {
-        guard let url = Bundle.module.url(forResource: "ledger", withExtension: "sql"),
-              let text = try? String(contentsOf: url, encoding: .utf8)
-        else { preconditionFailure("ledger.sql is missing from the Ledger module's resources") }
-        return text
+    /// The ledger's schema as numbered steps (`Sources/Ledger/Migrations/NNNN_name.sql`: tables,
+    /// guards, the journal and the transfer functions), recorded in `ledger.schema_migrations`.
+    public static let migrations: SchemaMigrations = {
+        guard let directory = Bundle.module.url(forResource: "Migrations", withExtension: nil) else {
+            preconditionFailure("Migrations is missing from the Ledger module's resources")
+        }
+        do {
+            return try SchemaMigrations(schema: "ledger", directory: directory)
+        } catch {
+            preconditionFailure("the Ledger module's migrations: \(error)")
+        }
     }()
 
-    /// Applies the ledger's schema in one transaction on its own.
+    /// Applies the ledger's pending steps in one transaction on its own.
     public static func migrate(_ pool: PostgresPool) async throws {
         try await pool.withTransaction { connection in try await migrate(on: connection) }
     }
 
-    /// Applies the ledger's schema on `connection`, inside the caller's transaction (so an
-    /// application can install its own schema on top in the same transaction).
+    /// Applies the ledger's pending steps on `connection`, inside the caller's transaction (so an
+    /// application can apply its own steps on top in the same transaction), serialized with other
+    /// migrating instances by an advisory lock held until that transaction ends.
+    /// - Throws: `SchemaError.databaseIsNewer` if the database has a step this binary does not know.
     public static func migrate(on connection: PostgresConnection) async throws {
-        // The script is idempotent: its "already exists, skipping" notices are expected, not news.
-        try await connection.query("SET LOCAL client_min_messages = warning")
-        try await connection.executeScript(schemaSQL)
+        try await connection.query("SELECT pg_advisory_xact_lock($1)", [advisoryLockKey])
+        try await migrations.apply(on: connection)
     }
+
+    /// The ledger's migration lock (the one its first step takes, too).
+    private static let advisoryLockKey: Int64 = 7_262_011_001
 }

@@ -28,17 +28,15 @@ struct HealthController {
             try Reply.json(Health(status: "ok", schemaVersion: Schema.version)).response
         }
         router.get("readyz") { _, context -> Response in
-            let installed: Int?
+            let current: Bool
             do {
-                installed = try await pool.withConnection { try await Schema.installedVersion($0) }
+                current = try await pool.withConnection { try await Schema.isCurrent($0) }
             } catch {
                 context.logger.warning("not ready: the database does not answer", metadata: ["error": "\(error)"])
                 return try unavailable()
             }
-            guard installed == Schema.version else {
-                context.logger.warning("not ready: the database's schema is not this binary's", metadata: [
-                    "installed": "\(installed.map(String.init) ?? "none")", "expected": "\(Schema.version)",
-                ])
+            guard current else {
+                context.logger.warning("not ready: the database's schema is not this binary's", metadata: ["expected": "\(Schema.version)"])
                 return try unavailable()
             }
             return try Reply.json(Health(status: "ok", schemaVersion: Schema.version)).response

@@ -163,7 +163,7 @@ struct Serve: AsyncParsableCommand {
 }
 
 struct Migrate: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Apply schema.sql to the database and exit.")
+    static let configuration = CommandConfiguration(abstract: "Apply the pending schema migrations to the database and exit.")
 
     @OptionGroup var database: DatabaseOptions
 

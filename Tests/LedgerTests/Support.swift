@@ -183,6 +183,6 @@ func eventually(timeout: Duration = .seconds(10), _ condition: () async throws -
 }
 
 extension TestTemplate {
-    /// The ledger's schema alone: the ledger stands without TechBank.
+    /// The ledger's schema alone, built through its numbered migrations: the ledger stands without TechBank.
     static let ledger = TestTemplate(name: "ledger") { try await Ledger.migrate($0) }
 }

@@ -24,7 +24,16 @@ struct HealthTests {
                 try await client.execute(uri: "/readyz", method: .get) { response in
                     #expect(response.status == .ok)
                 }
-                try await pool.withConnection { try await $0.query("UPDATE schema_version SET version = version + 1") }
+                // Not ready while the database holds a step this binary does not know, or lacks one of its own.
+                try await pool.withConnection { try await $0.query("INSERT INTO public.schema_migrations (version, name) VALUES ($1, 'future')", [Int32(Schema.version + 1)]) }
+                try await client.execute(uri: "/readyz", method: .get) { response in
+                    #expect(response.status == .serviceUnavailable)
+                }
+                try await pool.withConnection { try await $0.query("DELETE FROM public.schema_migrations WHERE version = $1", [Int32(Schema.version + 1)]) }
+                try await client.execute(uri: "/readyz", method: .get) { response in
+                    #expect(response.status == .ok)
+                }
+                try await pool.withConnection { try await $0.query("DELETE FROM ledger.schema_migrations WHERE version = (SELECT max(version) FROM ledger.schema_migrations)") }
                 try await client.execute(uri: "/readyz", method: .get) { response in
                     #expect(response.status == .serviceUnavailable)
                 }

@@ -1,4 +1,5 @@
 import Foundation
+import Ledger
 import Postgres
 import TechBank
 import Testing
@@ -7,32 +8,99 @@ import TestSupport
 
 @Suite("Schema migration")
 struct SchemaTests {
-    @Test func applyingTwiceIsHarmlessAndRecordsTheVersion() async throws {
-        try await TestDatabase.withPool(template: .techbank) { pool throws in
-            // The test database was created from a migrated template; apply again, twice.
-            #expect(try await Schema.migrate(pool) == Schema.version)
-            #expect(try await Schema.migrate(pool) == Schema.version)
-            let version = try await pool.withConnection { try await Schema.installedVersion($0) }
-            #expect(version == Schema.version)
-            #expect(Schema.version >= 1)
+    /// Every applied step of both modules, with when it was applied.
+    static func appliedSteps(_ pool: PostgresPool) async throws -> [String] {
+        try await pool.withConnection { connection throws in
+            try await connection.query("""
+                SELECT 'ledger', version, name, applied_at::text FROM ledger.schema_migrations
+                UNION ALL SELECT 'public', version, name, applied_at::text FROM public.schema_migrations ORDER BY 1, 2
+                """).map { row in
+                "\(try row.decode(String.self, at: 0)) \(try row.decode(Int.self, at: 1)) \(try row.decode(String.self, at: 2)) \(try row.decode(String.self, at: 3))"
+            }
         }
     }
 
-    @Test("the top-level schema.sql is the ledger's schema and TechBank's, joined")
-    func topLevelSchemaFileIsTheModulesSchemas() throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let file = try String(contentsOf: root.appendingPathComponent("schema.sql"), encoding: .utf8)
-        #expect(file == Schema.fullSQL,
-                "regenerate it: (cat Sources/Ledger/ledger.sql; echo; cat Sources/TechBank/schema.sql) > schema.sql")
+    @Test func anEmptyDatabaseGetsEveryStepOnceAndMigratingAgainAppliesNothing() async throws {
+        try await TestDatabase.withPool(template: .empty) { pool throws in
+            #expect(try await Schema.migrate(pool) == Schema.version)
+            let steps = try await Self.appliedSteps(pool)
+            #expect(steps.count == Ledger.migrations.steps.count + Schema.migrations.steps.count)
+            #expect(try await Schema.migrate(pool) == Schema.version)
+            #expect(try await Self.appliedSteps(pool) == steps)  // same rows, same applied_at
+            #expect(try await pool.withConnection { try await Schema.isCurrent($0) })
+        }
     }
 
-    @Test func refusesADatabaseWithANewerSchema() async throws {
+    @Test func theTemplateHoldsTheNewestStepsOfBothModules() async throws {
         try await TestDatabase.withPool(template: .techbank) { pool throws in
-            try await pool.withConnection { try await $0.query("UPDATE schema_version SET version = $1", [Int32(Schema.version + 1)]) }
-            await #expect(throws: SchemaError.self) { try await Schema.migrate(pool) }
-            let version = try await pool.withConnection { try await Schema.installedVersion($0) }
-            #expect(version == Schema.version + 1)  // left untouched
+            try await pool.withConnection { connection throws in
+                #expect(try await Ledger.migrations.appliedVersion(on: connection) == Ledger.migrations.latest)
+                #expect(try await Schema.migrations.appliedVersion(on: connection) == Schema.version)
+                #expect(try await Schema.isCurrent(connection))
+            }
+            #expect(Schema.version >= 2)
         }
+    }
+
+    @Test("a database with a step newer than the binary knows is refused and left untouched", arguments: ["ledger", "public"])
+    func refusesADatabaseWithANewerStep(schema: String) async throws {
+        try await TestDatabase.withPool(template: .techbank) { pool throws in
+            let future = schema == "ledger" ? Ledger.migrations.latest + 1 : Schema.version + 1
+            try await pool.withConnection { connection throws in
+                try await connection.query("INSERT INTO \(schema).schema_migrations (version, name) VALUES ($1, 'future')", [Int32(future)])
+            }
+            let before = try await Self.appliedSteps(pool)
+            await #expect {
+                try await Schema.migrate(pool)
+            } throws: { error in
+                guard case let .databaseIsNewer(inSchema, database, _)? = error as? SchemaError else { return false }
+                return inSchema == schema && database == future
+            }
+            #expect(try await Self.appliedSteps(pool) == before)
+            #expect(try await pool.withConnection { try await Schema.isCurrent($0) } == false)
+        }
+    }
+
+    @Test func concurrentMigrationsApplyEachStepOnce() async throws {
+        try await TestDatabase.withPool(template: .empty, maxConnections: 4) { pool throws in
+            async let first = Schema.migrate(pool)
+            async let second = Schema.migrate(pool)
+            async let third = Schema.migrate(pool)
+            #expect(try await [first, second, third] == [Schema.version, Schema.version, Schema.version])
+            let steps = try await Self.appliedSteps(pool)
+            #expect(steps.count == Ledger.migrations.steps.count + Schema.migrations.steps.count)
+            let heads = try await pool.withConnection { try await $0.query("SELECT count(*) FROM ledger.journal_heads")[0].decode(Int.self, at: 0) }
+            #expect(heads == 16)
+        }
+    }
+
+    @Test func eachModulesStepsAreNumberedFromOneWithoutGaps() {
+        for migrations in [Ledger.migrations, Schema.migrations] {
+            #expect(migrations.steps.map(\.version) == Array(1...migrations.latest), "\(migrations.schema)")
+            #expect(migrations.steps.allSatisfy { !$0.sql.isEmpty && !$0.name.isEmpty })
+        }
+    }
+
+    @Test("a gap, a duplicate or a first step other than 1 is refused", arguments: [[1, 3], [1, 2, 2], [2], [0, 1]])
+    func misnumberedStepsAreRefused(numbers: [Int]) {
+        let steps = numbers.map { Migration(version: $0, name: "step", sql: "SELECT 1") }
+        #expect(throws: SchemaError.self) { try SchemaMigrations(schema: "ledger", steps: steps) }
+    }
+
+    @Test func aFileNotNamedLikeAStepIsRefused() throws {
+        let directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("migrations-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try "SELECT 1".write(to: directory.appendingPathComponent("0001_baseline.sql"), atomically: true, encoding: .utf8)
+        #expect(try SchemaMigrations(schema: "ledger", directory: directory).latest == 1)
+        try "SELECT 1".write(to: directory.appendingPathComponent("2_next.sql"), atomically: true, encoding: .utf8)
+        #expect(throws: SchemaError.self) { try SchemaMigrations(schema: "ledger", directory: directory) }
+    }
+
+    @Test("step 1 of each module is the schema of the last release before numbered migrations")
+    func theBaselineStepsAreTheReleasedSchema() throws {
+        let released = try String(contentsOf: try ReleasedSchema.file(), encoding: .utf8)
+        #expect(released == Ledger.migrations.steps[0].sql + "\n" + Schema.migrations.steps[0].sql)
     }
 }
 

@@ -389,9 +389,8 @@ $$;
 --   p_owner         money leaves only accounts this owner holds, and only its holds are posted or
 --                   voided; another owner's account answers account_not_found, another owner's
 --                   hold pending_transfer_not_found, exactly as if they did not exist.
---   p_reserved_codes no transfer may carry one of these codes (code_reserved, detail code), credit
---                   an account whose code is one (detail credit_account_id), or post or void a
---                   hold carrying one (detail pending_id).
+--   p_reserved_codes no transfer may carry one of these codes (code_reserved, detail code), and no
+--                   hold carrying one may be posted or voided (code_reserved, detail pending_id).
 DROP FUNCTION IF EXISTS ledger.create_transfers(jsonb, boolean);
 CREATE OR REPLACE FUNCTION ledger.create_transfers(p_transfers jsonb, p_atomic boolean,
     p_owner uuid DEFAULT NULL, p_reserved_codes text[] DEFAULT NULL)
@@ -419,7 +418,7 @@ DECLARE
     pd_debit uuid[] := '{}'; pd_credit uuid[] := '{}'; pd_amount bigint[] := '{}';
     pd_currency text[] := '{}'; pd_expires timestamptz[] := '{}'; pd_code text[] := '{}';
     -- the locked accounts; balances are tracked here and written back once at the end
-    a_id uuid[]; a_owner uuid[]; a_code text[]; a_cur text[]; a_closed boolean[]; a_dnec boolean[]; a_cned boolean[];
+    a_id uuid[]; a_owner uuid[]; a_cur text[]; a_closed boolean[]; a_dnec boolean[]; a_cned boolean[];
     a_dp bigint[]; a_cp bigint[]; a_dq bigint[]; a_cq bigint[]; a_touched boolean[];
     -- per transfer: positions of its accounts in a_*; e_grp = first element with the same id,
     -- e_pgrp = first element whose id is this element's pending_id.  r_ok[group] = the element
@@ -497,10 +496,10 @@ BEGIN
     -- call just updated cheap.
     a_id := ARRAY(SELECT DISTINCT u.aid FROM unnest(i_debit || i_credit || pd_debit || pd_credit) AS u(aid)
                   WHERE u.aid IS NOT NULL);
-    SELECT array_agg(a.id), array_agg(a.owner_id), array_agg(a.code), array_agg(a.currency), array_agg(a.closed), array_agg(a.debits_must_not_exceed_credits),
+    SELECT array_agg(a.id), array_agg(a.owner_id), array_agg(a.currency), array_agg(a.closed), array_agg(a.debits_must_not_exceed_credits),
            array_agg(a.credits_must_not_exceed_debits), array_agg(a.debits_posted), array_agg(a.credits_posted),
            array_agg(a.debits_pending), array_agg(a.credits_pending)
-    INTO a_id, a_owner, a_code, a_cur, a_closed, a_dnec, a_cned, a_dp, a_cp, a_dq, a_cq
+    INTO a_id, a_owner, a_cur, a_closed, a_dnec, a_cned, a_dp, a_cp, a_dq, a_cq
     FROM (SELECT acc.* FROM unnest(a_id) AS u(aid) JOIN ledger.accounts acc ON acc.id = u.aid
           ORDER BY acc.id FOR UPDATE OF acc) a;
     a_touched := array_fill(false, ARRAY[coalesce(cardinality(a_id), 0)]);
@@ -539,7 +538,6 @@ BEGIN
                 ELSIF i_debit[i] = i_credit[i] THEN v_out := 'accounts_must_be_different';
                 ELSIF v_di IS NULL OR a_owner[v_di] <> p_owner THEN v_out := 'account_not_found'; v_det := 'debit_account_id';
                 ELSIF v_ci IS NULL THEN v_out := 'account_not_found'; v_det := 'credit_account_id';
-                ELSIF a_code[v_ci] = ANY (p_reserved_codes) THEN v_out := 'code_reserved'; v_det := 'credit_account_id';
                 ELSIF a_cur[v_di] <> i_currency[i] THEN v_out := 'currency_mismatch'; v_det := 'debit_account_id';
                 ELSIF a_cur[v_ci] <> i_currency[i] THEN v_out := 'currency_mismatch'; v_det := 'credit_account_id';
                 ELSIF a_closed[v_di] THEN v_out := 'account_closed'; v_det := 'debit_account_id';
