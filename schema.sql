@@ -777,6 +777,12 @@ CREATE TABLE IF NOT EXISTS public.schema_migrations (
     applied_at timestamptz NOT NULL DEFAULT now()
 );
 
+-- Kept from the releases before numbered migrations, frozen at 2: those releases refuse a database
+-- whose version is above their own (1), so one started here by mistake stops instead of applying
+-- its old schema over this one. Nothing reads it now.
+CREATE TABLE IF NOT EXISTS public.schema_version (singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton), version integer NOT NULL, applied_at timestamptz NOT NULL DEFAULT now());
+INSERT INTO public.schema_version (singleton, version) VALUES (true, 2);
+
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
 CREATE EXTENSION IF NOT EXISTS btree_gist;
 
@@ -1229,8 +1235,9 @@ GRANT ledger_user TO techbank_app;
 GRANT USAGE ON SCHEMA techbank TO techbank_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA techbank TO techbank_app;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA techbank TO techbank_app;
+GRANT SELECT ON public.schema_version TO techbank_app;
 GRANT SELECT ON public.schema_migrations TO techbank_app;
 
 INSERT INTO public.schema_migrations (version, name) VALUES
     (1, 'baseline'),
-    (2, 'drop_schema_version');
+    (2, 'freeze_schema_version');

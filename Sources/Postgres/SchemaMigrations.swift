@@ -4,7 +4,7 @@ import Foundation
 public struct Migration: Sendable, Equatable {
     /// The step's number: steps are applied in this order, each exactly once.
     public let version: Int
-    /// What the step is for, from its file name (`0002_drop_schema_version.sql`: `drop_schema_version`).
+    /// What the step is for, from its file name (`0002_freeze_schema_version.sql`: `freeze_schema_version`).
     public let name: String
     /// The step's script: trusted, fixed SQL shipped with the binary.
     public let sql: String

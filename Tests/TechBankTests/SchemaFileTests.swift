@@ -13,16 +13,17 @@ struct SchemaFileTests {
         return try String(contentsOf: root.appendingPathComponent("schema.sql"), encoding: .utf8)
     }
 
-    /// What a database holds besides its schema: the recorded steps (without when) and the
-    /// reference rows (currencies, fields, journal heads).
+    /// What a database holds besides its schema: the recorded steps and the frozen legacy version
+    /// (without when) and the reference rows (currencies, fields, journal heads).
     static func contents(_ pool: PostgresPool) async throws -> [String] {
         let steps = try await pool.withConnection { connection throws in
             try await connection.query("""
                 SELECT 'ledger ' || version || ' ' || name FROM ledger.schema_migrations
-                UNION ALL SELECT 'public ' || version || ' ' || name FROM public.schema_migrations ORDER BY 1
+                UNION ALL SELECT 'public ' || version || ' ' || name FROM public.schema_migrations
+                UNION ALL SELECT 'schema_version ' || version FROM public.schema_version ORDER BY 1
                 """).map { row in try row.decode(String.self, at: 0) }
         }
-        return try await steps + TestDatabase.dataDump(of: pool, excludingTables: ["*.schema_migrations"])
+        return try await steps + TestDatabase.dataDump(of: pool, excludingTables: ["*.schema_migrations", "public.schema_version"])
     }
 
     @Test("schema.sql and the migrations build the same schema: tables, functions, triggers, privileges, reference rows")
