@@ -128,7 +128,7 @@ struct Serve: AsyncParsableCommand {
         do {
             (version, application) = try await database.migrate(conninfo, logger: logger)
         } catch {
-            try? await embedded?.stop(logger: logger)
+            await stopAfterFailure(embedded, logger: logger)
             throw error
         }
         let pool = PostgresPool(configuration: application, logger: logger)
@@ -155,7 +155,7 @@ struct Serve: AsyncParsableCommand {
             try await ServiceGroup(configuration: group).run()
         } catch {
             await pool.close()
-            try? await embedded?.stop(logger: logger)
+            await stopAfterFailure(embedded, logger: logger)
             throw error
         }
         try await embedded?.stop(logger: logger)
@@ -311,6 +311,16 @@ struct AuditVerifyRemote: AsyncParsableCommand {
             try outcome.note.write(toFile: checkpoint, atomically: true, encoding: .utf8)
             print("Saved the server's checkpoint (\(outcome.checkpoint.size) entries) to \(checkpoint); run again later to prove nothing before it changed.")
         }
+    }
+}
+
+/// Stops the embedded cluster on the way out of a failed command; the command's own error is the
+/// one that is reported, so a failure to stop is logged rather than thrown.
+func stopAfterFailure(_ embedded: EmbeddedPostgres?, logger: Logger) async {
+    do {
+        try await embedded?.stop(logger: logger)
+    } catch {
+        logger.error("cannot stop the embedded PostgreSQL", metadata: ["error": "\(error)"])
     }
 }
 
