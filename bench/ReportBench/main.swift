@@ -153,7 +153,8 @@ struct ReportBench: AsyncParsableCommand {
         _ = try await ledger.createAccount(settlement)
         var accounts: [UUID: UUID] = [:]
         for owner in Set(enterprises + sellers) {
-            let account = NewAccount(currency: "CNY", ownerID: owner, code: "operating")
+            // Only the bank's settlement account may go below zero (TB020).
+            let account = NewAccount(currency: "CNY", ownerID: owner, code: "operating", debitsMustNotExceedCredits: true)
             accounts[owner] = try await ledger.createAccount(account).account.id
         }
         var made = 0
