@@ -104,6 +104,8 @@ let package = Package(
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"]),
         .testTarget(name: "LedgerTests", dependencies: ["Ledger", "Postgres", "TestSupport"]),
         .testTarget(name: "TechBankTests", dependencies: ["TechBank", "TestSupport", "TechBankTestSupport"]),
+        // Runs the real `techbank` executable (built by `swift test` with every product).
+        .testTarget(name: "OperationsTests", dependencies: ["Postgres"]),
         .testTarget(
             name: "ServerTests",
             dependencies: [
