@@ -11,9 +11,13 @@ let operatorKey = "tbk_ops_test_operator_key_0123456789"
 
 /// `techbank serve` on its own embedded cluster under `dataDir`, on a free port. Restartable: each
 /// `start` launches a new process (and a new port); `crash` kills it and the cluster with SIGKILL.
+///
+/// A client stays open until the next `start` or `stop`, when no writer uses it any more:
+/// FoundationNetworking traps on a task created in an invalidated session.
 final class ServerUnderTest: Sendable {
     let dataDir: String
     private let running = Mutex<(process: ChildProcess, client: HTTPClient)?>(nil)
+    private let lastClient = Mutex<HTTPClient?>(nil)
     private let starts = Mutex(0)
 
     init(dataDir: String) { self.dataDir = dataDir }
@@ -36,6 +40,7 @@ final class ServerUnderTest: Sendable {
             outputPath: dataDir + "-serve-\(number).log")
         let client = HTTPClient(baseURL: "http://127.0.0.1:\(port)")
         running.withLock { $0 = (process, client) }
+        lastClient.withLock { previous in previous?.close(); previous = client }
         for _ in 0..<1_200 {
             if let code = try process.exitCodeIfEnded() {
                 running.withLock { $0 = nil }
@@ -50,6 +55,7 @@ final class ServerUnderTest: Sendable {
     /// Stops the server with SIGTERM (it stops its cluster) and waits for it to exit.
     func stop() async throws {
         guard let (process, client) = running.withLock({ current in defer { current = nil }; return current }) else { return }
+        lastClient.withLock { $0 = nil }
         client.close()
         kill(process.pid, SIGTERM)
         let code = try await process.waitForExit(limitSeconds: 90)
@@ -74,8 +80,7 @@ final class ServerUnderTest: Sendable {
     }
 
     private func killServer() {
-        guard let (process, client) = running.withLock({ current in defer { current = nil }; return current }) else { return }
-        client.close()
+        guard let process = running.withLock({ current in defer { current = nil }; return current?.process }) else { return }
         process.killAndReap()
     }
 
