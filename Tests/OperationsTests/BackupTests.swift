@@ -24,7 +24,9 @@ struct BackupTests {
         }
         try await Task.sleep(for: .seconds(1))
         let beforeBackup = await log.acknowledged
-        let backup = try await techbank(["backup", "--data-dir", original.dataDir, "--to", work + "/cluster.tar.gz"])
+        // An older backup under the same name, which --force replaces.
+        #expect(FileManager.default.createFile(atPath: work + "/cluster.tar.gz", contents: Data("yesterday's backup".utf8)))
+        let backup = try await techbank(["backup", "--data-dir", original.dataDir, "--to", work + "/cluster.tar.gz", "--force"])
         stop.set()
         await writing.value
         try await original.stop()
@@ -32,6 +34,11 @@ struct BackupTests {
         try #require(backup.exitCode == 0, "\(backup.output)")
         let (inDoubt, conflicts) = (await log.inDoubt, await log.conflicts)
         #expect(inDoubt.isEmpty && conflicts.isEmpty, "\(inDoubt.keys) \(conflicts)")
+
+        // With no server running, backup starts the cluster itself and stops it again.
+        let offline = try await techbank(["backup", "--data-dir", original.dataDir, "--to", work + "/offline.tar.gz"])
+        #expect(offline.exitCode == 0 && offline.output.contains("Backed up"), "\(offline.output)")
+        #expect(!FileManager.default.fileExists(atPath: original.dataDir + "/data/postmaster.pid"), "the cluster was stopped")
 
         let restore = try await techbank(["restore", "--from", work + "/cluster.tar.gz", "--data-dir", restored.dataDir])
         try #require(restore.exitCode == 0, "\(restore.output)")
@@ -63,6 +70,18 @@ struct BackupTests {
         }
         #expect(!FileManager.default.fileExists(atPath: work + "/cluster"), "no cluster was created")
         #expect(FileManager.default.contents(atPath: work + "/taken.tar.gz") == Data("an earlier backup".utf8))
+    }
+
+    @Test("a failed backup leaves the file it was to replace as it was, and nothing half-written beside it")
+    func aFailedBackupLeavesNoPartialFile() async throws {
+        let work = NSTemporaryDirectory() + "techbank-backup-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: false)
+        defer { removeIfPresent(work) }
+        #expect(FileManager.default.createFile(atPath: work + "/kept.tar.gz", contents: Data("an earlier backup".utf8)))
+        let result = try await techbank(["backup", "--database-url", "host=\(work) port=1 user=postgres", "--to", work + "/kept.tar.gz", "--force"])
+        #expect(result.exitCode == 1 && result.output.contains("pg_basebackup failed"), "\(result.output)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: work) == ["kept.tar.gz"])
+        #expect(FileManager.default.contents(atPath: work + "/kept.tar.gz") == Data("an earlier backup".utf8))
     }
 
     @Test("a restore refuses a missing file, a file that is not a backup, and a directory holding a cluster")

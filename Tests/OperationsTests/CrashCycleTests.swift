@@ -14,10 +14,12 @@ struct CrashCycleTests {
         let seed = ProcessInfo.processInfo.environment["TECHBANK_CRASH_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 1...UInt64.max)
         print("crash cycles: seed \(seed) (set TECHBANK_CRASH_SEED=\(seed) to repeat)")
         var generator = SeededGenerator(seed: seed)
-        let server = ServerUnderTest(dataDir: NSTemporaryDirectory() + "techbank-crash-\(UUID().uuidString.prefix(8))")
+        let work = NSTemporaryDirectory() + "techbank-crash-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: false)
+        let server = ServerUnderTest(dataDir: work + "/cluster")
         defer {
             server.killEverything()
-            removeIfPresent(server.dataDir)
+            removeIfPresent(work)
         }
         try await server.start()
         let tenant = try await Tenant.create(on: try server.client, accounts: 6)

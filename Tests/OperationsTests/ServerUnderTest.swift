@@ -10,7 +10,8 @@ import Glibc
 let operatorKey = "tbk_ops_test_operator_key_0123456789"
 
 /// `techbank serve` on its own embedded cluster under `dataDir`, on a free port. Restartable: each
-/// `start` launches a new process (and a new port); `crash` kills it and the cluster with SIGKILL.
+/// `start` launches a new process (and a new port), its output in `<dataDir>-serve-<n>.log`; `crash`
+/// kills it and the cluster with SIGKILL.
 ///
 /// A client stays open until the next `start` or `stop`, when no writer uses it any more:
 /// FoundationNetworking traps on a task created in an invalidated session.
