@@ -44,6 +44,10 @@ struct BackupTests {
         try #require(restore.exitCode == 0, "\(restore.output)")
         try await restored.start()
         #expect(try await LedgerChecks.problems(dataDir: restored.dataDir, acknowledged: beforeBackup) == [])
+        // The check does find a transfer that is not there.
+        let neverSent = TransferRequest(id: UUID().uuidString.lowercased(), debit: tenant.accounts[0], credit: tenant.accounts[1], amount: 1)
+        let missing = try await LedgerChecks.problems(dataDir: restored.dataDir, acknowledged: [neverSent.id: neverSent])
+        #expect(missing.count == 1 && missing[0].hasPrefix("lost: \(neverSent.id)"), "\(missing)")
         for request in beforeBackup.values.prefix(20) {
             // Through the API as well: the restored roles and grants let the server read them.
             let shown = try await restored.client.require(200, "GET", "/v1/transfers/\(request.id)", key: tenant.key)

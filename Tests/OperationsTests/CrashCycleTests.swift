@@ -45,7 +45,8 @@ struct CrashCycleTests {
         let lost = try await LedgerChecks.problems(dataDir: server.dataDir, acknowledged: await log.acknowledged).filter { $0.hasPrefix("lost") }
         print("""
             crash cycles: \(Self.cycles) cycles, seed \(seed), \(await log.acknowledged.count) acknowledged, \
-            \(await log.everInDoubt) in doubt (all resolved by retry), \(await log.refused) refused, \(lost.count) lost, \
+            \(await log.everInDoubt) in doubt (retries answered \(await log.retryAnswers[200] ?? 0)× 200 had landed, \
+            \(await log.retryAnswers[201] ?? 0)× 201 had not), \(await log.refused) refused, \(lost.count) lost, \
             \(String(format: "%.1f", Date().timeIntervalSince(started))) s
             """)
         #expect(lost.isEmpty)

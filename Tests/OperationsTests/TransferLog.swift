@@ -13,13 +13,15 @@ actor TransferLog {
     private(set) var conflicts: [String] = []
     /// How many requests were ever in doubt (each is retried until it has an answer).
     private(set) var everInDoubt = 0
+    /// In-doubt requests whose retry answered 200 (it had landed) or 201 (it had not).
+    private(set) var retryAnswers: [Int: Int] = [:]
 
     @discardableResult
     func record(_ request: TransferRequest, _ outcome: HTTPOutcome) -> Verdict {
         let verdict = Self.judge(request, outcome)
         switch verdict {
         case .acknowledged:
-            inDoubt[request.id] = nil
+            if inDoubt.removeValue(forKey: request.id) != nil, case .answered(let status, _) = outcome { retryAnswers[status, default: 0] += 1 }
             acknowledged[request.id] = request
         case .refused:
             inDoubt[request.id] = nil
