@@ -108,6 +108,8 @@ let package = Package(
             dependencies: ["TechBank", "Ledger", "Postgres", "TestSupport", "TechBankTestSupport"],
             resources: [.copy("Fixtures")]
         ),
+        // Runs the real `techbank` executable (built by `swift test` with every product).
+        .testTarget(name: "OperationsTests", dependencies: ["Postgres"]),
         .testTarget(
             name: "ServerTests",
             dependencies: [

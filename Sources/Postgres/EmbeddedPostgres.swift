@@ -96,9 +96,9 @@ public struct EmbeddedPostgres: Sendable {
 
     // MARK: Internals
 
-    private var dataDirectory: String { options.directory + "/data" }
+    var dataDirectory: String { options.directory + "/data" }
     private var logFile: String { options.directory + "/postgres.log" }
-    private func binary(_ name: String) -> String { binDirectory + "/" + name }
+    func binary(_ name: String) -> String { binDirectory + "/" + name }
 
     private func startBlocking(logger: Logger) throws -> Bool {
         let fileManager = FileManager.default
@@ -114,6 +114,7 @@ public struct EmbeddedPostgres: Sendable {
             logger.info("embedded PostgreSQL already running; reusing it", metadata: ["directory": "\(options.directory)"])
             return false
         }
+        try removeStaleSocketLock(logger: logger)
         var serverOptions = [
             "-c listen_addresses=\(quote(options.tcpHost ?? ""))",
             "-c unix_socket_directories=\(quote(options.directory))",
@@ -155,6 +156,19 @@ public struct EmbeddedPostgres: Sendable {
         return false
     }
 
+    /// The socket's lock file (in this cluster's private socket directory) names the server that
+    /// made it; after a SIGKILL that pid can be a zombie not yet reaped or another process, which
+    /// PostgreSQL takes for a live server ("lock file already exists"). With no server running
+    /// here, such a file is removed.
+    private func removeStaleSocketLock(logger: Logger) throws {
+        let lockFile = options.directory + "/.s.PGSQL.\(options.port).lock"
+        guard let contents = FileManager.default.contents(atPath: lockFile) else { return }
+        let firstLine = String(decoding: contents, as: UTF8.self).split(separator: "\n").first.map(String.init) ?? ""
+        if let pid = Int32(firstLine.trimmingCharacters(in: .whitespaces)), pid > 0, isLivePostmaster(pid) { return }
+        logger.warning("removing a stale socket lock file (its server is gone)", metadata: ["pid": "\(firstLine)", "file": "\(lockFile)"])
+        try FileManager.default.removeItem(atPath: lockFile)
+    }
+
     /// Whether `pid` is a running (not zombie) `postgres` process working in this cluster's data
     /// directory (a postmaster's working directory is its data directory).
     private func isLivePostmaster(_ pid: Int32) -> Bool {
@@ -170,7 +184,7 @@ public struct EmbeddedPostgres: Sendable {
         return URL(fileURLWithPath: directory).resolvingSymlinksInPath().path == ours
     }
 
-    private static func findBinaries() throws -> String {
+    static func findBinaries() throws -> String {
         let fileManager = FileManager.default
         var candidates: [String] = []
         if let bindir = try? spawnAndWait(["/usr/bin/env", "pg_config", "--bindir"]), bindir.exitCode == 0 {
@@ -214,7 +228,7 @@ public struct EmbeddedPostgres: Sendable {
 /// going to a temporary file. Not a pipe: the server that `pg_ctl start` leaves running could
 /// inherit one and keep it open. Not Foundation's `Process`, whose exit detection was seen to miss
 /// a child's exit on Linux and wait forever.
-private func spawnAndWait(_ argv: [String]) throws -> (exitCode: Int32, output: String) {
+func spawnAndWait(_ argv: [String]) throws -> (exitCode: Int32, output: String) {
     let outputPath = NSTemporaryDirectory() + "techbank-\(UUID().uuidString).out"
     defer { try? FileManager.default.removeItem(atPath: outputPath) }
     var actions = posix_spawn_file_actions_t()

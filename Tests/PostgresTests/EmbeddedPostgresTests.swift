@@ -77,4 +77,22 @@ struct EmbeddedPostgresTests {
         let connection = try await PostgresConnection.connect(conninfo: cluster.conninfo, statementTimeoutMilliseconds: 5_000, threadPool: .singleton)
         connection.close()
     }
+
+    @Test("a socket lock file naming a process that is not this cluster's server does not block the next start")
+    func aStaleSocketLockIsRemoved() async throws {
+        let directory = NSTemporaryDirectory() + "techbank-embedded-\(UUID().uuidString.prefix(8))"
+        var options = EmbeddedPostgres.Options(directory: directory)
+        options.port = 5436
+        let cluster = try EmbeddedPostgres(options: options)
+        defer { try? cluster.destroy() }
+        #expect(try await cluster.start(logger: TestDatabase.logger))
+        try await cluster.stop(logger: TestDatabase.logger)
+        // As after a SIGKILL, when the old server's pid is a zombie or now names another process
+        // (here: this test), which PostgreSQL's own check takes for a running server.
+        let lockFile = directory + "/.s.PGSQL.5436.lock"
+        #expect(FileManager.default.createFile(atPath: lockFile, contents: Data("\(getpid())\n\(directory)/data\n".utf8)))
+        #expect(try await cluster.start(logger: TestDatabase.logger))
+        let connection = try await PostgresConnection.connect(conninfo: cluster.conninfo, statementTimeoutMilliseconds: 5_000, threadPool: .singleton)
+        connection.close()
+    }
 }
