@@ -109,7 +109,7 @@ let package = Package(
             resources: [.copy("Fixtures")]
         ),
         // Runs the real `techbank` executable (built by `swift test` with every product).
-        .testTarget(name: "OperationsTests", dependencies: ["Postgres"]),
+        .testTarget(name: "OperationsTests", dependencies: ["Postgres", "TestSupport"]),
         .testTarget(
             name: "ServerTests",
             dependencies: [

@@ -131,12 +131,31 @@ public struct EmbeddedPostgres: Sendable {
                 try run(binary("pg_ctl"), ["-D", dataDirectory, "-l", logFile, "-w", "-t", "60", "-o", serverOptions.joined(separator: " "), "start"])
                 break
             } catch let error as EmbeddedPostgresError where attempt < Self.startAttempts {
+                // A server that outlived pg_ctl's wait (a crash recovery on a busy disk) is still
+                // coming up: wait for it instead of starting a second one over it.
+                if try postmasterIsRunning(logger: logger) { break }
                 logger.warning("embedded PostgreSQL did not start; retrying", metadata: ["attempt": "\(attempt)", "error": "\(error)"])
                 sleep(1)
             }
         }
+        try waitUntilAcceptingConnections()
         logger.info("embedded PostgreSQL started", metadata: ["directory": "\(options.directory)", "port": "\(options.port)"])
         return true
+    }
+
+    /// Waits (at most 120 s) until the server accepts connections on its socket: `pg_isready`
+    /// answers 0 then, 1 while it starts up or recovers, 2 while nothing answers.
+    private func waitUntilAcceptingConnections() throws {
+        let deadline = Date().addingTimeInterval(120)
+        while true {
+            let arguments = ["-h", options.directory, "-p", String(options.port), "-U", "postgres", "-t", "5"]
+            let (exitCode, output) = try run(binary("pg_isready"), arguments, allowedExitCodes: [0, 1, 2])
+            if exitCode == 0 { return }
+            guard Date() < deadline else {
+                throw EmbeddedPostgresError("the embedded PostgreSQL did not accept connections within 120 s (\(output)); see \(logFile)")
+            }
+            usleep(200_000)
+        }
     }
 
     /// How many times `start` tries `pg_ctl start` before giving up.

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// The real `techbank serve`, its server and every PostgreSQL process killed with SIGKILL at
 /// random moments while writers post transfers: nothing acknowledged is ever lost, and a request
@@ -11,7 +12,7 @@ struct CrashCycleTests {
 
     @Test("SIGKILL of the server and its cluster loses no acknowledged transfer; in-doubt retries land once")
     func killedAgainAndAgain() async throws {
-        let seed = ProcessInfo.processInfo.environment["TECHBANK_CRASH_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 1...UInt64.max)
+        let seed = SeededGenerator.seed(from: "TECHBANK_CRASH_SEED")
         print("crash cycles: seed \(seed) (set TECHBANK_CRASH_SEED=\(seed) to repeat)")
         var generator = SeededGenerator(seed: seed)
         let work = NSTemporaryDirectory() + "techbank-crash-\(UUID().uuidString.prefix(8))"

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Synchronization
 
 /// One transfer as a writer sends it: a client-chosen id and the body, resent unchanged on retry.
