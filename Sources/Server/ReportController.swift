@@ -39,8 +39,9 @@ struct ReportController: Sendable {
         let (scope, period) = try Self.scopeAndPeriod(request, context)
         let groupBy = try Self.dimensions(request, from: ReportDimension.deal)
         let csv = Self.wantsCSV(request)
+        // The page is checked with or without `drill`, which alone pages.
+        let (limit, cursorText) = try request.page()
         if let drill = try Self.drill(request, from: ReportDimension.deal) {
-            let (limit, cursorText) = try request.page()
             let cursor = try cursorText.map { text in
                 guard let id = UUID(uuidString: try Cursor.decode(text)) else { throw Cursor.invalid }
                 return id
@@ -104,8 +105,9 @@ struct ReportController: Sendable {
         let (scope, period) = try Self.scopeAndPeriod(request, context)
         let groupBy = try Self.dimensions(request, from: ReportDimension.transfer)
         let csv = Self.wantsCSV(request)
+        // The page is checked with or without `drill`, which alone pages.
+        let (limit, cursorText) = try request.page()
         if let drill = try Self.drill(request, from: ReportDimension.transfer) {
-            let (limit, cursorText) = try request.page()
             let cursor = try cursorText.map { text in
                 guard let seq = Int64(try Cursor.decode(text)), seq >= 0 else { throw Cursor.invalid }
                 return seq
