@@ -44,6 +44,23 @@ struct ContractTests {
         }
     }
 
+    /// `AskingTerms.dependentRequired`: a price without a currency is refused, as the document says.
+    @Test func anAskedPriceNeedsACurrency() async throws {
+        let schemas = try OpenAPISchemas.schemas()
+        let dependent = schemas["AskingTerms"]?["dependentRequired"] as? [String: [String]]
+        #expect(dependent == ["price_min": ["currency"], "price_max": ["currency"]])
+        try await withAPI { api in
+            let lab = try await api.createOrganization("Price Lab", kind: "institute")
+            for price in ["price_min", "price_max"] {
+                let body = technologyBody(extra: ["asking_terms": ["deal_kinds": ["assignment"], price: 1_000]])
+                expectProblem(try await api.call(.post, "/v1/technologies", key: lab.key, json: body), .unprocessableContent, "validation_failed",
+                              fields: ["asking_terms.currency"])
+            }
+            let priced = technologyBody(extra: ["asking_terms": ["deal_kinds": ["assignment"], "price_min": 1_000, "currency": "CNY"]])
+            #expect(try await api.call(.post, "/v1/technologies", key: lab.key, json: priced).status == .created)
+        }
+    }
+
     @Test(arguments: [
         ("*", IfMatch.any),
         ("\"v1\"", .tags(["\"v1\""])),
