@@ -44,6 +44,16 @@ struct ContractTests {
         }
     }
 
+    /// The server refuses `WORLD` beside countries (`DealLifecycleTests`); the document says so too.
+    @Test func worldStandsAloneInTheDocument() throws {
+        let schemas = try OpenAPISchemas.schemas()
+        for name in ["CreateDeal", "AmendDeal"] {
+            let territories = (schemas[name]?["properties"] as? [String: Any])?["territories"] as? [String: Any]
+            #expect(((territories?["if"] as? [String: Any])?["contains"] as? [String: Any])?["const"] as? String == "WORLD", "\(name)")
+            #expect((territories?["then"] as? [String: Any])?["maxItems"] as? Int == 1, "\(name)")
+        }
+    }
+
     /// `AskingTerms.dependentRequired`: a price without a currency is refused, as the document says.
     @Test func anAskedPriceNeedsACurrency() async throws {
         let schemas = try OpenAPISchemas.schemas()
