@@ -44,6 +44,19 @@ struct ContractTests {
         }
     }
 
+    /// `drill` is read scalar by scalar: a value starting with a combining mark or an emoji modifier
+    /// (which joins the colon into one Character) is still a value, as the document's pattern says.
+    @Test func aDrillValueMayStartWithACombiningMark() async throws {
+        try await withAPI { api in
+            for value in ["%CC%81x", "%F0%9F%8F%BB2"] {
+                let response = try await api.call(.get, "/v1/reports/transfers?drill=code:\(value),year:2026")
+                #expect(response.status == .ok, "\(response)")
+            }
+            let grouped = try await api.call(.get, "/v1/reports/transfers?group_by=code,%CC%81year")
+            expectProblem(grouped, .unprocessableContent, "validation_failed", fields: ["group_by"])
+        }
+    }
+
     /// The server refuses `WORLD` beside countries (`DealLifecycleTests`); the document says so too.
     @Test func worldStandsAloneInTheDocument() throws {
         let schemas = try OpenAPISchemas.schemas()
