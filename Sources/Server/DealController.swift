@@ -484,10 +484,10 @@ struct DealController: Sendable {
 
     func amend(_ request: Request, _ context: AppRequestContext) async throws -> Reply {
         let (deal, identity) = try await asParty(request, context, [.seller, .buyer, .broker])
-        try request.requireIfMatch(versionETag(deal.version))
         var request = request
         let body = try await request.decode(AmendDeal.self, maxBytes: maxBodyBytes)
         let terms = try Self.terms(body.terms, over: deal.terms)
+        try request.requireIfMatch(versionETag(deal.version))
         return try reply(try await deals.amend(deal.id, terms: terms, expectedVersion: deal.version, actor: identity.organizationID))
     }
 

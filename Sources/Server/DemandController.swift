@@ -193,10 +193,9 @@ struct DemandController: Sendable {
     func search(_ request: Request, _ context: AppRequestContext) async throws -> Reply {
         let identity = try context.requireIdentity()
         let (limit, cursor) = try request.page()
-        let parameters = request.uri.queryParameters
         var query = DemandQuery()
         query.text = try request.searchText()
-        query.field = parameters["field"].map(String.init)
+        query.field = try request.codeQuery("field")
         query.status = try request.enumQuery(DemandStatus.self, "status")
         query.ownerID = try request.uuidQuery("owner_id")
         query.subParkID = try request.uuidQuery("sub_park_id")
@@ -206,7 +205,6 @@ struct DemandController: Sendable {
 
     func update(_ request: Request, _ context: AppRequestContext) async throws -> Reply {
         let (demand, identity) = try await changeable(request, context)
-        try request.requireIfMatch(versionETag(demand.version))
         var request = request
         let body = try await request.decode(UpdateDemand.self, maxBytes: maxBodyBytes)
         var changes = DemandChanges()
@@ -219,6 +217,7 @@ struct DemandController: Sendable {
         }
         changes.budget = try Self.budget(body.budget)
         changes.deadline = try body.deadline.map(Self.deadline)
+        try request.requireIfMatch(versionETag(demand.version))
         guard let updated = try await demands.update(demand.id, changes, expectedVersion: demand.version, actor: identity.organizationID) else {
             throw APIError.notFound
         }

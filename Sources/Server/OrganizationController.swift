@@ -171,10 +171,10 @@ struct OrganizationController: Sendable {
     func rename(_ request: Request, _ context: AppRequestContext) async throws -> Reply {
         let organization = try await visibleOrganization(request, context)
         guard try context.requireIdentity().kind == .operator else { throw APIError.forbidden }
-        try request.requireIfMatch(Self.etag(organization))
         var request = request
         let body = try await request.decode(RenameOrganization.self, maxBytes: maxBodyBytes)
         let name = try trimmedText(body.name, field: "name", max: 200)
+        try request.requireIfMatch(Self.etag(organization))
         guard let updated = try await organizations.rename(organization.id, to: name, expectedVersion: organization.version) else {
             throw APIError.notFound
         }

@@ -39,8 +39,9 @@ struct ReportController: Sendable {
         let (scope, period) = try Self.scopeAndPeriod(request, context)
         let groupBy = try Self.dimensions(request, from: ReportDimension.deal)
         let csv = Self.wantsCSV(request)
+        // The page is checked with or without `drill`, which alone pages.
+        let (limit, cursorText) = try request.page()
         if let drill = try Self.drill(request, from: ReportDimension.deal) {
-            let (limit, cursorText) = try request.page()
             let cursor = try cursorText.map { text in
                 guard let id = UUID(uuidString: try Cursor.decode(text)) else { throw Cursor.invalid }
                 return id
@@ -104,8 +105,9 @@ struct ReportController: Sendable {
         let (scope, period) = try Self.scopeAndPeriod(request, context)
         let groupBy = try Self.dimensions(request, from: ReportDimension.transfer)
         let csv = Self.wantsCSV(request)
+        // The page is checked with or without `drill`, which alone pages.
+        let (limit, cursorText) = try request.page()
         if let drill = try Self.drill(request, from: ReportDimension.transfer) {
-            let (limit, cursorText) = try request.page()
             let cursor = try cursorText.map { text in
                 guard let seq = Int64(try Cursor.decode(text)), seq >= 0 else { throw Cursor.invalid }
                 return seq
@@ -159,7 +161,8 @@ struct ReportController: Sendable {
     /// `group_by`: distinct names from `allowed`, comma-separated, at most `maxDimensions`.
     static func dimensions(_ request: Request, from allowed: [ReportDimension]) throws -> [ReportDimension] {
         guard let text = request.uri.queryParameters["group_by"], !text.isEmpty else { return [] }
-        let names = text.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        // Split on scalars: a combining mark after a comma must not hide it (Character would).
+        let names = text.unicodeScalars.split(separator: ",", omittingEmptySubsequences: false).map { String(Substring($0)) }
         guard names.count <= maxDimensions else { throw APIError.validation("group_by", "names at most \(maxDimensions) dimensions") }
         var dimensions: [ReportDimension] = []
         for name in names {
@@ -180,12 +183,13 @@ struct ReportController: Sendable {
             throw APIError.validation("drill", "must be a group key such as field:biomedicine,year:2026")
         }
         var key: [(ReportDimension, String?)] = []
-        for pair in text.split(separator: ",", omittingEmptySubsequences: false) {
+        // Split on scalars: a value starting with a combining mark must not hide the colon (Character would).
+        for pair in text.unicodeScalars.split(separator: ",", omittingEmptySubsequences: false) {
             guard let colon = pair.firstIndex(of: ":") else {
                 throw APIError.validation("drill", "must be a group key such as field:biomedicine,year:2026")
             }
-            let name = String(pair[..<colon])
-            let value = String(pair[pair.index(after: colon)...])
+            let name = String(Substring(pair[..<colon]))
+            let value = String(Substring(pair[pair.index(after: colon)...]))
             guard let dimension = allowed.first(where: { $0.name == name }) else {
                 throw APIError.validation("drill", "must name dimensions among \(allowed.map(\.name).joined(separator: ", "))")
             }

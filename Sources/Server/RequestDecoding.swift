@@ -156,7 +156,8 @@ extension Request {
         }
     }
 
-    /// `limit` (1–200, default 50) and the opaque `cursor` of a listing.
+    /// `limit` (1–200, default 50) and the opaque `cursor` of a listing, which is base64url text
+    /// (`Cursor.encode`) of at most 200 characters.
     func page() throws -> (limit: Int, cursor: String?) {
         let query = uri.queryParameters
         var limit = 50
@@ -166,7 +167,9 @@ extension Request {
             }
             limit = value
         }
-        return (limit, query["cursor"].map(String.init))
+        let cursor = query["cursor"].map(String.init)
+        if let cursor, cursor.utf8.count > 200 || !cursor.utf8.allSatisfy(Cursor.isAlphabet) { throw Cursor.invalid }
+        return (limit, cursor)
     }
 
     /// The query parameter `name` as a UUID; nil when absent, 422 naming it when malformed.
@@ -213,6 +216,20 @@ extension Request {
         return (from, to)
     }
 
+    /// The query parameter `name` as a code (`^[a-z][a-z0-9_]{0,62}$`, as a field's code); nil when
+    /// absent, 422 naming it when malformed.
+    func codeQuery(_ name: String) throws -> String? {
+        guard let text = uri.queryParameters[Substring(name)].map(String.init) else { return nil }
+        let bytes = Array(text.utf8)
+        let lower = UInt8(ascii: "a")...UInt8(ascii: "z")
+        let digit = UInt8(ascii: "0")...UInt8(ascii: "9")
+        guard (1...63).contains(bytes.count), lower.contains(bytes[0]),
+              bytes.allSatisfy({ lower.contains($0) || digit.contains($0) || $0 == UInt8(ascii: "_") }) else {
+            throw APIError.validation(name, "must be a code such as integrated_circuits")
+        }
+        return text
+    }
+
     /// The search text `q`: at most 200 characters (`QueryNULMiddleware` has refused NUL).
     func searchText() throws -> String? {
         guard let text = uri.queryParameters["q"].map(String.init) else { return nil }
@@ -221,12 +238,16 @@ extension Request {
     }
 
     /// Updates are conditional: `If-Match` must name the current `etag` (or be `*`): 428 when
-    /// missing, 412 when stale.
+    /// missing, 400 when not `IfMatch`'s form, 412 when stale. Called once the body is validated:
+    /// a precondition is evaluated only for a request that would otherwise succeed (RFC 9110 §13.2.1).
     func requireIfMatch(_ etag: String) throws {
-        guard let ifMatch = headers[.ifMatch] else {
+        guard let header = headers[.ifMatch] else {
             throw APIError(.preconditionRequired, code: "precondition_required", "send If-Match with the ETag you last read")
         }
-        guard ifMatch == "*" || ifMatch.split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces) == etag }) else {
+        guard let ifMatch = IfMatch(header) else {
+            throw APIError.badRequest("If-Match", "must be * or entity-tags such as \"v3\", separated by commas")
+        }
+        guard ifMatch.matches(etag) else {
             throw APIError(.preconditionFailed, code: "precondition_failed", "the resource has changed; fetch it again")
         }
     }
@@ -286,6 +307,15 @@ enum Cursor {
     static func encode(_ position: String) -> String {
         Data(position.utf8).base64EncodedString().replacingOccurrences(of: "+", with: "-")
             .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+    }
+
+    /// Whether `byte` is a letter of the base64url alphabet (RFC 4648 §5).
+    static func isAlphabet(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+             UInt8(ascii: "-"), UInt8(ascii: "_"): true
+        default: false
+        }
     }
 
     /// What a client that sends back anything but a `next_cursor` is told.

@@ -317,7 +317,7 @@ struct TechnologyController: Sendable {
         let parameters = request.uri.queryParameters
         var query = TechnologyQuery()
         query.text = try request.searchText()
-        query.field = parameters["field"].map(String.init)
+        query.field = try request.codeQuery("field")
         func trl(_ name: String) throws -> Int? {
             guard let text = parameters[Substring(name)] else { return nil }
             guard let value = Int(String(text)), (1...9).contains(value) else { throw APIError.validation(name, "must be 1 to 9") }
@@ -337,7 +337,6 @@ struct TechnologyController: Sendable {
 
     func update(_ request: Request, _ context: AppRequestContext) async throws -> Reply {
         let (technology, identity) = try await owned(request, context)
-        try request.requireIfMatch(Self.etag(technology))
         var request = request
         let body = try await request.decode(UpdateTechnology.self, maxBytes: maxBodyBytes)
         var changes = TechnologyChanges()
@@ -353,6 +352,7 @@ struct TechnologyController: Sendable {
             changes.trl = trl
         }
         changes.askingTerms = try Self.askingTerms(body.askingTerms)
+        try request.requireIfMatch(Self.etag(technology))
         guard let updated = try await technologies.update(technology.id, changes, expectedVersion: technology.version, actor: identity.organizationID) else {
             throw APIError.notFound
         }

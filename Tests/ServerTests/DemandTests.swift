@@ -426,10 +426,13 @@ struct DemandTests {
             }
             // The precondition.
             expectProblem(try await api.call(.patch, uri, key: owner.key, json: ["title": "X"]), .preconditionRequired, "precondition_required")
-            for stale in ["\"v2\"", "\"v0\"", "W/\"v1\"", "v1"] {
+            for stale in ["\"v2\"", "\"v0\"", "W/\"v1\""] {
                 expectProblem(try await api.call(.patch, uri, key: owner.key, json: ["title": "X"], headers: [.ifMatch: stale]),
                               .preconditionFailed, "precondition_failed")
             }
+            // Not an entity-tag at all: 400.
+            expectProblem(try await api.call(.patch, uri, key: owner.key, json: ["title": "X"], headers: [.ifMatch: "v1"]),
+                          .badRequest, "invalid_request", fields: ["If-Match"])
             // Bad bodies change nothing.
             expectInvalid(try await api.call(.patch, uri, key: owner.key, json: ["trl_min": 0], headers: [.ifMatch: "\"v1\""]), "trl_min")
             expectInvalid(try await api.call(.patch, uri, key: owner.key, json: ["title": " "], headers: [.ifMatch: "\"v1\""]), "title")

@@ -22,9 +22,14 @@ struct PreconditionTests {
             // The old ETag is stale now: 412, and nothing changes.
             let stale = try await api.call(.patch, "/v1/organizations/\(org.id)", json: ["name": "Acme 3"], headers: [.ifMatch: etag])
             expectProblem(stale, .preconditionFailed, "precondition_failed")
-            for bogus in ["\"v999\"", "W/\(newETag)", "v2", ""] where bogus != newETag {
-                let response = try await api.call(.patch, "/v1/organizations/\(org.id)", json: ["name": "Acme 3"], headers: HTTPFields([HTTPField(name: .ifMatch, value: bogus)]))
-                #expect(response.status == .preconditionFailed, "If-Match \(bogus): \(response)")
+            for other in ["\"v999\"", "W/\(newETag)", "\"v999\", W/\(newETag)"] {
+                let response = try await api.call(.patch, "/v1/organizations/\(org.id)", json: ["name": "Acme 3"], headers: HTTPFields([HTTPField(name: .ifMatch, value: other)]))
+                #expect(response.status == .preconditionFailed, "If-Match \(other): \(response)")
+            }
+            // Not `*` nor entity-tags (the document's If-Match pattern): 400 naming the header.
+            for malformed in ["v2", "", "\"v2", "\"v1\",", "\"v1\" \"v2\"", "\"v 1\"", "**"] {
+                let response = try await api.call(.patch, "/v1/organizations/\(org.id)", json: ["name": "Acme 3"], headers: HTTPFields([HTTPField(name: .ifMatch, value: malformed)]))
+                expectProblem(response, .badRequest, "invalid_request", fields: ["If-Match"])
             }
 
             let after = try await api.call(.get, "/v1/organizations/\(org.id)")
@@ -35,6 +40,14 @@ struct PreconditionTests {
             expectProblem(invalid, .unprocessableContent, "validation_failed", fields: ["name"])
             let again = try await api.call(.patch, "/v1/organizations/\(org.id)", json: ["name": "  Acme 4  "], headers: [.ifMatch: newETag])
             #expect(again.status == .ok && again.json["name"].string == "Acme 4" && again.headers[.eTag] != newETag, "\(again)")
+
+            // The body is checked before the precondition (RFC 9110 §13.2.1): invalid and stale is 422.
+            let invalidAndStale = try await api.call(.patch, "/v1/organizations/\(org.id)", json: ["name": true], headers: [.ifMatch: etag])
+            expectProblem(invalidAndStale, .unprocessableContent, "validation_failed", fields: ["name"])
+            // A list naming the current tag among others matches.
+            let listed = try await api.call(.patch, "/v1/organizations/\(org.id)", json: ["name": "Acme 5"],
+                                            headers: HTTPFields([HTTPField(name: .ifMatch, value: "\"v999\",\t\(try #require(again.headers[.eTag]))")]))
+            #expect(listed.status == .ok && listed.json["name"].string == "Acme 5", "\(listed)")
 
             // A missing organization is a 404 whatever the If-Match.
             expectProblem(try await api.call(.patch, "/v1/organizations/\(newID())", json: ["name": "X"], headers: [.ifMatch: etag]), .notFound, "not_found")

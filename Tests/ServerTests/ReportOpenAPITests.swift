@@ -183,7 +183,11 @@ struct ReportOpenAPITests {
             #expect(schemas[key]?["required"] == nil && schemas[key]?["maxProperties"] as? Int == ReportController.maxDimensions)
             let group = route.report + "Group"
             #expect(((schemas[group]?["properties"] as? [String: Any])?["key"] as? [String: Any])?["$ref"] as? String == "#/components/schemas/\(key)")
-            #expect(((schemas[route.page]?["properties"] as? [String: Any])?["drill"] as? [String: Any])?["$ref"] as? String == "#/components/schemas/\(key)")
+            // The drilled key echoes `drill` as sent: its dimensions, any value or null.
+            let drill = (schemas[route.page]?["properties"] as? [String: Any])?["drill"] as? [String: Any]
+            #expect((drill?["propertyNames"] as? [String: Any])?["enum"] as? [String] == names, "\(name): drill names the dimensions")
+            #expect((drill?["additionalProperties"] as? [String: Any])?["type"] as? [String] == ["string", "null"])
+            #expect(drill?["maxProperties"] as? Int == ReportController.maxDimensions)
             let groups = (schemas[route.report]?["properties"] as? [String: Any])?["groups"] as? [String: Any]
             #expect(groups?["maxItems"] as? Int == Reports.maxGroups)
             let data = (schemas[route.page]?["properties"] as? [String: Any])?["data"] as? [String: Any]

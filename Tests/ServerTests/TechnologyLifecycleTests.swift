@@ -134,10 +134,13 @@ struct TechnologyLifecycleTests {
             #expect(etag == "\"v1\"")
 
             expectProblem(try await api.call(.patch, uri, key: lab.key, json: ["title": "X"]), .preconditionRequired, "precondition_required")
-            for stale in ["\"v2\"", "\"v0\"", "W/\"v1\"", "v1", "\"V1\""] {
+            for stale in ["\"v2\"", "\"v0\"", "W/\"v1\"", "\"V1\""] {
                 expectProblem(try await api.call(.patch, uri, key: lab.key, json: ["title": "X"], headers: [.ifMatch: stale]),
                               .preconditionFailed, "precondition_failed")
             }
+            // Not an entity-tag at all: 400.
+            expectProblem(try await api.call(.patch, uri, key: lab.key, json: ["title": "X"], headers: [.ifMatch: "v1"]),
+                          .badRequest, "invalid_request", fields: ["If-Match"])
             // A body that fails validation changes nothing.
             expectInvalid(try await api.call(.patch, uri, key: lab.key, json: ["trl": 10], headers: [.ifMatch: etag]), "trl")
             expectInvalid(try await api.call(.patch, uri, key: lab.key, json: ["title": "  "], headers: [.ifMatch: etag]), "title")
