@@ -105,8 +105,7 @@ let package = Package(
         .testTarget(name: "LedgerTests", dependencies: ["Ledger", "Postgres", "TestSupport"]),
         .testTarget(
             name: "TechBankTests",
-            dependencies: ["TechBank", "Ledger", "Postgres", "TestSupport", "TechBankTestSupport"],
-            resources: [.copy("Fixtures")]
+            dependencies: ["TechBank", "Ledger", "Postgres", "TestSupport", "TechBankTestSupport", .product(name: "Crypto", package: "swift-crypto")]
         ),
         // Runs the real `techbank` executable (built by `swift test` with every product).
         .testTarget(name: "OperationsTests", dependencies: ["Postgres", "TestSupport"]),

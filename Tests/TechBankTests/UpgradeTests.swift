@@ -5,11 +5,13 @@ import TechBank
 import Testing
 import TestSupport
 
-/// The schema of the last release before numbered migrations, as that release's `schema.sql`.
+/// The schema of the last release before numbered migrations (commit 9eac699), as that release's
+/// `schema.sql`: it is kept as step 1 of each module, joined here, and pinned by its hash.
 enum ReleasedSchema {
-    static func file() throws -> URL {
-        try #require(Bundle.module.url(forResource: "schema-v1", withExtension: "sql", subdirectory: "Fixtures"))
-    }
+    static var sql: String { Ledger.migrations.steps[0].sql + "\n" + Schema.migrations.steps[0].sql }
+
+    /// SHA-256 of `git show 9eac699:schema.sql`.
+    static let sha256 = "0d070e450fb156aeb5924d3816bc76ee4d3d68bda6e97fe37c79b124391a7be2"
 }
 
 /// A bank's worth of rows, written as the released binary wrote them: organizations with API keys,
@@ -81,7 +83,7 @@ struct UpgradeTests {
 
     /// Runs `body` on a database created and filled as the released binary did.
     static func withReleasedDatabase(_ body: (PostgresPool, ReleasedData) async throws -> Void) async throws {
-        let released = try String(contentsOf: try ReleasedSchema.file(), encoding: .utf8)
+        let released = ReleasedSchema.sql
         let data = ReleasedData()
         try await TestDatabase.withPool(template: .empty) { pool throws in
             try await pool.withTransaction { connection throws in

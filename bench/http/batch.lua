@@ -1,17 +1,11 @@
 -- wrk: POST /v1/transfers/batch, BENCH_HTTP_BATCH_SIZE posted transfers (one atomic batch) per request.
 package.path = os.getenv("BENCH_HTTP_DIR") .. "/?.lua;" .. package.path
 local common = require("common")
-local accounts
+setup, init = common.setup, common.init
 local size = tonumber(os.getenv("BENCH_HTTP_BATCH_SIZE"))
-
-setup = common.setup
-function init(args)
-    common.init()
-    accounts = common.load_accounts()
-end
 
 function request()
     local transfers = {}
-    for i = 1, size do transfers[i] = common.transfer_json(accounts) end
+    for i = 1, size do transfers[i] = common.transfer_json() end
     return wrk.format("POST", "/v1/transfers/batch", nil, '{"atomic":true,"transfers":[' .. table.concat(transfers, ",") .. "]}")
 end

@@ -24,8 +24,8 @@ function common.pair(accounts)
     return accounts[debit], accounts[credit]
 end
 
-function common.transfer_json(accounts)
-    local debit, credit = common.pair(accounts)
+function common.transfer_json()
+    local debit, credit = common.pair(common.accounts)
     return string.format('{"id":"%s","debit_account_id":"%s","credit_account_id":"%s","amount":1,"currency":"CNY"}',
         common.uuid(), debit, credit)
 end
@@ -37,10 +37,12 @@ function common.setup(thread)
     thread:set("thread_number", next_thread)
 end
 
+-- Every script's init: the thread's generator, the headers, and common.accounts.
 function common.init()
     math.randomseed(os.time() * 1000 + thread_number)
     wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_HTTP_KEY")
     wrk.headers["Content-Type"] = "application/json"
+    common.accounts = common.load_accounts()
 end
 
 return common
