@@ -8,16 +8,7 @@ extension Ledger {
 
     /// The ledger's schema as numbered steps (`Sources/Ledger/Migrations/NNNN_name.sql`: tables,
     /// guards, the journal and the transfer functions), recorded in `ledger.schema_migrations`.
-    public static let migrations: SchemaMigrations = {
-        guard let directory = Bundle.module.url(forResource: "Migrations", withExtension: nil) else {
-            preconditionFailure("Migrations is missing from the Ledger module's resources")
-        }
-        do {
-            return try SchemaMigrations(schema: "ledger", directory: directory)
-        } catch {
-            preconditionFailure("the Ledger module's migrations: \(error)")
-        }
-    }()
+    public static let migrations = SchemaMigrations.bundled(in: .module, schema: "ledger")
 
     /// Applies the ledger's pending steps in one transaction on its own.
     public static func migrate(_ pool: PostgresPool) async throws {

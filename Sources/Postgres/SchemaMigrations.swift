@@ -62,6 +62,19 @@ public struct SchemaMigrations: Sendable {
         try self.init(schema: schema, steps: steps)
     }
 
+    /// The steps a module ships in its `Migrations` resource folder. A module without valid steps
+    /// is a build defect, so this traps rather than throws.
+    public static func bundled(in bundle: Bundle, schema: String) -> SchemaMigrations {
+        guard let directory = bundle.url(forResource: "Migrations", withExtension: nil) else {
+            preconditionFailure("Migrations is missing from the resources of \(bundle.bundlePath)")
+        }
+        do {
+            return try SchemaMigrations(schema: schema, directory: directory)
+        } catch {
+            preconditionFailure("the \(schema) migrations in \(bundle.bundlePath): \(error)")
+        }
+    }
+
     /// Applies the steps the database does not have yet, in order, on `connection` inside the
     /// caller's transaction, recording each. A database without the recording table (new, or made
     /// by a release before numbered migrations) gets it first, then every step: step 1 is

@@ -12,16 +12,7 @@ public enum Schema {
     public static let applicationRole = "techbank_app"
 
     /// TechBank's own steps, on top of the ledger's.
-    public static let migrations: SchemaMigrations = {
-        guard let directory = Bundle.module.url(forResource: "Migrations", withExtension: nil) else {
-            preconditionFailure("Migrations is missing from the TechBank module's resources")
-        }
-        do {
-            return try SchemaMigrations(schema: "public", directory: directory)
-        } catch {
-            preconditionFailure("the TechBank module's migrations: \(error)")
-        }
-    }()
+    public static let migrations = SchemaMigrations.bundled(in: .module, schema: "public")
 
     /// The schema version this binary expects: the number of TechBank's newest step.
     public static var version: Int { migrations.latest }
