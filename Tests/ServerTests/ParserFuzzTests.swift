@@ -105,8 +105,9 @@ struct ParserFuzzTests {
 
     /// 100,000 requests to `/v1/x` with random and adversarial query parameters (and `If-Match`).
     static func requests(_ fuzz: inout Fuzz) -> [(input: String, request: Request)] {
-        let names = ["limit", "cursor", "status", "from", "to", "at", "q", "x", "sub_park_id", ""]
-        let valid = ["50", "2026-01-31", "2026-01-31T12:00:00.5%2B08:00", "open", UUID().uuidString, "%E7%A7%91", "a+b", "\"v1\"", "*"]
+        let names = ["limit", "cursor", "status", "from", "to", "at", "q", "x", "sub_park_id", "field", "group_by", "drill", ""]
+        let valid = ["50", "2026-01-31", "2026-01-31T12:00:00.5%2B08:00", "open", UUID().uuidString, "%E7%A7%91", "a+b", "\"v1\"", "*",
+                     "integrated_circuits", "sub_park,field", "field:biomedicine,year:2026", "kind:%CC%81,month:"]
         return (0..<inputs).map { _ in
             let query = (0..<fuzz.int(1...2)).map { _ in fuzz.pick(names) + "=" + fuzz.input { $0.pick(valid) } }.joined(separator: "&")
             let ifMatch = fuzz.input { $0.pick(valid) }
@@ -120,6 +121,16 @@ struct ParserFuzzTests {
             Self.expectValueOr4xx(fuzz, input) { try request.page() }
             Self.expectValueOr4xx(fuzz, input) { try request.uuidQuery("sub_park_id") }
             Self.expectValueOr4xx(fuzz, input) { try request.enumQuery(DemandStatus.self, "status") }
+        }
+    }
+
+    @Test("field codes and the reports' group_by and drill keys: a value or a 422 naming the parameter")
+    func codesAndReportKeys() {
+        var fuzz = Fuzz("field, group_by and drill parameters")
+        for (input, request) in Self.requests(&fuzz) {
+            Self.expectValueOr4xx(fuzz, input) { try request.codeQuery("field") }
+            Self.expectValueOr4xx(fuzz, input) { try ReportController.dimensions(request, from: ReportDimension.deal) }
+            Self.expectValueOr4xx(fuzz, input) { try ReportController.drill(request, from: ReportDimension.transfer) }
         }
     }
 

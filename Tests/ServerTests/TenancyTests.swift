@@ -34,6 +34,9 @@ struct TenancyTests {
                 (Probe(label: "GET organization", method: .get, uri: { "/v1/organizations/\($0)" }), alice.id),
                 (Probe(label: "PATCH organization", method: .patch, uri: { "/v1/organizations/\($0)" }, json: { _ in ["name": "Mallory"] },
                        headers: [.ifMatch: "\"v1\""]), alice.id),
+                // The body and If-Match are read only after the lookup: their errors tell nothing either.
+                (Probe(label: "PATCH organization, bad body and malformed If-Match", method: .patch, uri: { "/v1/organizations/\($0)" },
+                       json: { _ in ["name": ""] }, headers: [.ifMatch: "v1"]), alice.id),
                 (Probe(label: "POST api-keys", method: .post, uri: { "/v1/organizations/\($0)/api-keys" }, json: { _ in ["label": "x"] }), alice.id),
                 (Probe(label: "GET api-keys", method: .get, uri: { "/v1/organizations/\($0)/api-keys" }), alice.id),
                 (Probe(label: "DELETE api-key", method: .delete, uri: { "/v1/organizations/\($0)/api-keys/\(alice.keyID)" }), alice.id),
