@@ -401,7 +401,7 @@ struct DealController: Sendable {
                 let number = try milestone(request, context, deal)
                 var request = request
                 let evidence = try await request.decodeIfPresent(Release.self, maxBytes: maxBodyBytes)?.evidence
-                    .map { try trimmedText($0, field: "evidence", max: 2_000) }
+                    .map { try ClientText.trimmed($0, field: "evidence", max: 2_000) }
                 return try reply(try await deals.release(deal.id, milestone: number, evidence: evidence, actor: identity.organizationID))
             }
         }
@@ -410,7 +410,7 @@ struct DealController: Sendable {
             let number = try milestone(request, context, deal)
             var request = request
             let body = try await request.decode(Reason.self, maxBytes: maxBodyBytes)
-            let reason = try trimmedText(body.reason, field: "reason", max: 2_000)
+            let reason = try ClientText.trimmed(body.reason, field: "reason", max: 2_000)
             return try reply(try await deals.dispute(deal.id, milestone: number, reason: reason, actor: identity.organizationID)).response
         }
         router.post("deals/:id/milestones/:number/resolve") { request, context in try await resolve(request, context).response }
@@ -497,7 +497,7 @@ struct DealController: Sendable {
         var request = request
         let body = try await request.decode(Approval.self, maxBytes: maxBodyBytes)
         guard ["approve", "reject"].contains(body.decision) else { throw APIError.validation("decision", "must be approve or reject") }
-        let reason = try trimmedText(body.reason, field: "reason", max: 2_000)
+        let reason = try ClientText.trimmed(body.reason, field: "reason", max: 2_000)
         return try reply(try await deals.decide(deal.id, approve: body.decision == "approve", reason: reason, committee: identity.organizationID))
     }
 
@@ -522,7 +522,7 @@ struct DealController: Sendable {
         var request = request
         let body = try await request.decode(Resolution.self, maxBytes: maxBodyBytes)
         guard ["release", "refund"].contains(body.decision) else { throw APIError.validation("decision", "must be release or refund") }
-        let reason = try trimmedText(body.reason, field: "reason", max: 2_000)
+        let reason = try ClientText.trimmed(body.reason, field: "reason", max: 2_000)
         return try reply(try await deals.resolve(deal.id, milestone: number, release: body.decision == "release", reason: reason,
                                                  committee: identity.organizationID))
     }
@@ -602,7 +602,7 @@ struct DealController: Sendable {
         guard let kind = DealKind(rawValue: kindText) else {
             throw APIError.validation("kind", "must be one of \(DealKind.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        let fieldOfUse = try trimmedText(try required(input.fieldOfUse, base?.fieldOfUse, "field_of_use"), field: "field_of_use", max: 500)
+        let fieldOfUse = try ClientText.trimmed(try required(input.fieldOfUse, base?.fieldOfUse, "field_of_use"), field: "field_of_use", max: 500)
         let territories = try required(input.territories, base?.territories, "territories")
         guard (1...maxTerritories).contains(territories.count) else { throw APIError.validation("territories", "list 1 to \(maxTerritories) territories") }
         guard Set(territories).count == territories.count else { throw APIError.validation("territories", "must not repeat a territory") }
@@ -627,7 +627,7 @@ struct DealController: Sendable {
             guard bodies.count <= maxMilestones else { throw APIError.validation("milestones", "list at most \(maxMilestones) milestones") }
             milestones = try bodies.enumerated().map { index, body in
                 let prefix = "milestones[\(index)]."
-                let name = try trimmedText(body.name, field: prefix + "name", max: 200)
+                let name = try ClientText.trimmed(body.name, field: prefix + "name", max: 200)
                 guard (1...LedgerController.maxAmount).contains(body.amount) else { throw APIError.validation(prefix + "amount", "must be 1 to 2^53 minor units") }
                 guard PostgresDate(iso8601: body.dueOn) != nil else { throw APIError.validation(prefix + "due_on", "must be a date such as 2027-06-30") }
                 return MilestoneTerms(name: name, amount: body.amount, dueOn: body.dueOn, evidenceRequired: body.evidenceRequired ?? false)

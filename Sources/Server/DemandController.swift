@@ -174,14 +174,14 @@ struct DemandController: Sendable {
         default:
             throw APIError(.forbidden, code: "forbidden", "only enterprises (or a broker or the operator for them) post demands")
         }
-        let title = try trimmedText(body.title, field: "title", max: 300)
+        let title = try ClientText.trimmed(body.title, field: "title", max: 300)
         let description = try Self.description(body.description ?? "")
         guard (1...9).contains(body.trlMin) else { throw APIError.validation("trl_min", "must be 1 to 9") }
         guard body.region.range(of: "^[A-Z]{2}(-[A-Z0-9]{1,3})?$", options: .regularExpression) != nil else {
             throw APIError.validation("region", "must be an ISO 3166 code such as CN or CN-SH")
         }
         var new = NewDemand(ownerID: ownerID, title: title, description: description, field: body.field,
-                            keywords: try keywordList(body.keywords ?? []), trlMin: body.trlMin, budget: try Self.budget(body.budget),
+                            keywords: try ClientText.keywords(body.keywords ?? []), trlMin: body.trlMin, budget: try Self.budget(body.budget),
                             region: body.region, deadline: try Self.deadline(body.deadline))
         if let id = body.id { new.id = id }
         let demand = try await demands.post(new, actor: identity.organizationID)
@@ -208,9 +208,9 @@ struct DemandController: Sendable {
         var request = request
         let body = try await request.decode(UpdateDemand.self, maxBytes: maxBodyBytes)
         var changes = DemandChanges()
-        changes.title = try body.title.map { try trimmedText($0, field: "title", max: 300) }
+        changes.title = try body.title.map { try ClientText.trimmed($0, field: "title", max: 300) }
         changes.description = try body.description.map(Self.description)
-        changes.keywords = try body.keywords.map(keywordList)
+        changes.keywords = try body.keywords.map(ClientText.keywords)
         if let trlMin = body.trlMin {
             guard (1...9).contains(trlMin) else { throw APIError.validation("trl_min", "must be 1 to 9") }
             changes.trlMin = trlMin

@@ -71,7 +71,7 @@ struct MoneyController: Sendable {
         let body = try await request.decode(Payment.self, maxBytes: maxBodyBytes)
         guard (1...LedgerController.maxAmount).contains(body.amount) else { throw APIError.validation("amount", "must be 1 to 2^53 minor units") }
         guard CurrencyCode(body.currency) != nil else { throw APIError.validation("currency", "must be an ISO 4217 code such as CNY") }
-        let reference = try trimmedText(body.externalRef, field: "external_ref", max: 100)
+        let reference = try ClientText.trimmed(body.externalRef, field: "external_ref", max: 100)
         guard let organization = try await organizations.get(body.organizationID), organization.kind != .operator else {
             throw APIError.validation("organization_id", "must name an organization other than the bank")
         }

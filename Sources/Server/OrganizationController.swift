@@ -131,7 +131,7 @@ struct OrganizationController: Sendable {
         guard try context.requireIdentity().kind == .operator else { throw APIError.forbidden }
         var request = request
         let body = try await request.decode(CreateOrganization.self, maxBytes: maxBodyBytes)
-        let name = try trimmedText(body.name, field: "name", max: 200)
+        let name = try ClientText.trimmed(body.name, field: "name", max: 200)
         guard let kind = OrganizationKind(rawValue: body.kind), OrganizationKind.creatable.contains(kind) else {
             throw APIError.validation("kind", "must be one of \(OrganizationKind.creatable.map(\.rawValue).joined(separator: ", "))")
         }
@@ -173,7 +173,7 @@ struct OrganizationController: Sendable {
         guard try context.requireIdentity().kind == .operator else { throw APIError.forbidden }
         var request = request
         let body = try await request.decode(RenameOrganization.self, maxBytes: maxBodyBytes)
-        let name = try trimmedText(body.name, field: "name", max: 200)
+        let name = try ClientText.trimmed(body.name, field: "name", max: 200)
         try request.requireIfMatch(Self.etag(organization))
         guard let updated = try await organizations.rename(organization.id, to: name, expectedVersion: organization.version) else {
             throw APIError.notFound

@@ -259,20 +259,6 @@ extension Request {
     }
 }
 
-/// `value` trimmed of surrounding whitespace, which must then hold 1 to `max` characters, counted
-/// as PostgreSQL's `char_length` counts them (code points), so the database's CHECK agrees.
-func trimmedText(_ value: String, field: String, max: Int) throws -> String {
-    let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines)
-    guard (1...max).contains(trimmed.unicodeScalars.count) else { throw APIError.validation(field, "must be 1 to \(max) characters") }
-    return trimmed
-}
-
-/// A keyword list: at most 30 keywords of 1 to 100 characters each, trimmed.
-func keywordList(_ values: [String]) throws -> [String] {
-    guard values.count <= 30 else { throw APIError.validation("keywords", "list at most 30 keywords") }
-    return try values.enumerated().map { try trimmedText($1, field: "keywords[\($0)]", max: 100) }
-}
-
 /// The strong ETag of a resource at `version`.
 func versionETag(_ version: Int) -> String { "\"v\(version)\"" }
 

@@ -288,12 +288,12 @@ struct TechnologyController: Sendable {
         default:
             throw APIError(.forbidden, code: "forbidden", "only institutes (or the operator for them) register technologies")
         }
-        let title = try trimmedText(body.title, field: "title", max: 300)
-        let summary = try trimmedText(body.summary, field: "summary", max: 5_000)
+        let title = try ClientText.trimmed(body.title, field: "title", max: 300)
+        let summary = try ClientText.trimmed(body.summary, field: "summary", max: 5_000)
         let description = body.description ?? ""
         guard description.unicodeScalars.count <= 100_000 else { throw APIError.validation("description", "must be at most 100000 characters") }
         guard (1...9).contains(body.trl) else { throw APIError.validation("trl", "must be 1 to 9") }
-        let keywords = try keywordList(body.keywords ?? [])
+        let keywords = try ClientText.keywords(body.keywords ?? [])
         let rights = try (body.ipRights ?? []).enumerated().map { try Self.right($1, field: "ip_rights[\($0)]") }
         guard rights.count <= 50 else { throw APIError.validation("ip_rights", "list at most 50 rights") }
         var new = NewTechnology(ownerID: ownerID, title: title, summary: summary, description: description, field: body.field,
@@ -340,13 +340,13 @@ struct TechnologyController: Sendable {
         var request = request
         let body = try await request.decode(UpdateTechnology.self, maxBytes: maxBodyBytes)
         var changes = TechnologyChanges()
-        changes.title = try body.title.map { try trimmedText($0, field: "title", max: 300) }
-        changes.summary = try body.summary.map { try trimmedText($0, field: "summary", max: 5_000) }
+        changes.title = try body.title.map { try ClientText.trimmed($0, field: "title", max: 300) }
+        changes.summary = try body.summary.map { try ClientText.trimmed($0, field: "summary", max: 5_000) }
         if let description = body.description {
             guard description.unicodeScalars.count <= 100_000 else { throw APIError.validation("description", "must be at most 100000 characters") }
             changes.description = description
         }
-        changes.keywords = try body.keywords.map(keywordList)
+        changes.keywords = try body.keywords.map(ClientText.keywords)
         if let trl = body.trl {
             guard (1...9).contains(trl) else { throw APIError.validation("trl", "must be 1 to 9") }
             changes.trl = trl
@@ -380,8 +380,8 @@ struct TechnologyController: Sendable {
         }
         var request = request
         let body = try await request.decode(CreateVerification.self, maxBytes: maxBodyBytes)
-        let claim = try trimmedText(body.claim, field: "claim", max: 2_000)
-        let method = try trimmedText(body.method, field: "method", max: 2_000)
+        let claim = try ClientText.trimmed(body.claim, field: "claim", max: 2_000)
+        let method = try ClientText.trimmed(body.method, field: "method", max: 2_000)
         guard ["confirmed", "not_confirmed"].contains(body.result) else { throw APIError.validation("result", "must be confirmed or not_confirmed") }
         guard (1...9).contains(body.trlEvidenced) else { throw APIError.validation("trl_evidenced", "must be 1 to 9") }
         if let digest = body.reportSHA256, digest.range(of: "^[0-9a-f]{64}$", options: .regularExpression) == nil {

@@ -250,7 +250,7 @@ public struct Technologies: Sendable {
     /// - Throws: `TechBankError` `.validation` for an unknown field or bad inventor shares,
     ///   `.conflict` (with `holderID`) for an IP right already registered to another technology.
     public func register(_ new: NewTechnology, actor: UUID) async throws -> Technology {
-        try Self.validateInventors(new.inventors)
+        let inventors = try Self.checkedInventors(new.inventors)
         do {
             try await pool.withTransaction { connection in
                 try await connection.query(
@@ -259,7 +259,7 @@ public struct Technologies: Sendable {
                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
                     """,
                     [new.id, new.ownerID, new.title, new.summary, new.description, new.field, new.keywords, Int16(new.trl),
-                     try JSONB(encoding: new.inventors), new.askingTerms, Self.searchText(new.title, new.summary, new.keywords)])
+                     try JSONB(encoding: inventors), new.askingTerms, Self.searchText(new.title, new.summary, new.keywords)])
                 for right in new.ipRights {
                     try await connection.query(
                         """
@@ -446,20 +446,22 @@ public struct Technologies: Sendable {
 
     static let columns = "id, owner_id, title, summary, description, field, keywords, trl, trl_verified, inventors, asking_terms, status, version, created_at, updated_at"
 
-    static func validateInventors(_ inventors: [Inventor]) throws {
+    /// The inventors with their names trimmed (`ClientText`), or `.validation` naming the first
+    /// bad one: 1 to 100 inventors, each share 1 to 10000 basis points, all shares summing to 10000.
+    static func checkedInventors(_ inventors: [Inventor]) throws -> [Inventor] {
         guard (1...100).contains(inventors.count) else { throw TechBankError(.validation, field: "inventors", "list 1 to 100 inventors") }
-        for (index, inventor) in inventors.enumerated() {
-            guard (1...200).contains(inventor.name.trimmingCharacters(in: .whitespaces).count) else {
-                throw TechBankError(.validation, field: "inventors[\(index)].name", "must be 1 to 200 characters")
-            }
+        let checked = try inventors.enumerated().map { index, inventor in
+            let name = try ClientText.trimmed(inventor.name, field: "inventors[\(index)].name", max: 200)
             guard (1...10_000).contains(inventor.shareBP) else {
                 throw TechBankError(.validation, field: "inventors[\(index)].share_bp", "must be 1 to 10000 basis points")
             }
+            return Inventor(name: name, shareBP: inventor.shareBP)
         }
-        let total = inventors.reduce(0) { $0 + $1.shareBP }
+        let total = checked.reduce(0) { $0 + $1.shareBP }
         guard total == 10_000 else {
             throw TechBankError(.validation, field: "inventors", "shares must sum to exactly 10000 basis points (they sum to \(total))")
         }
+        return checked
     }
 
     /// `%text%` with LIKE's wildcards and escape character in `text` escaped.

@@ -1,6 +1,8 @@
 import Foundation
 import HTTPTypes
 @testable import Server
+import TechBankTestSupport
+import TestSupport
 import Testing
 
 /// Where the OpenAPI document and the server once disagreed (found by `.ci/contract`): each rule
@@ -148,6 +150,42 @@ struct ContractTests {
         }
         for creator in ["createOrganization", "createAccount", "createTransfer", "registerTechnology", "postDemand", "proposeMatch", "createDeal"] {
             #expect(links.contains { $0.source == creator }, "\(creator) links nowhere")
+        }
+    }
+
+    /// `Currency` lists exactly the codes the ledger holds, so a currency the document allows is one
+    /// the server takes, and one it refuses is outside the document.
+    @Test func theCurrencyEnumIsTheLedgersCurrencies() async throws {
+        let documented = OpenAPISchemas.enumeration(try OpenAPISchemas.schemas()["Currency"])
+        try await TestDatabase.withPool(template: .techbank) { pool in
+            let rows = try await pool.withConnection { try await $0.query("SELECT code FROM ledger.currencies") }
+            let held = Set(try rows.map { try $0.decode(String.self, at: 0) })
+            #expect(documented == held, "only documented: \(documented.subtracting(held).sorted()); only held: \(held.subtracting(documented).sorted())")
+        }
+    }
+
+    /// Free text (`ClientText`) is trimmed before its length is counted, so whitespace alone is
+    /// refused; every such request field says so with the pattern `\S`, and the server agrees.
+    @Test func blankTextIsRefusedAsTheDocumentSays() async throws {
+        var missing: [String] = []
+        for (name, schema) in try OpenAPISchemas.schemas() {
+            for (property, value) in (schema["properties"] as? [String: [String: Any]]) ?? [:] {
+                let text = (value["type"] as? String) == "array" ? (value["items"] as? [String: Any] ?? [:]) : value
+                guard text["type"] as? String == "string", (text["minLength"] as? Int ?? 0) >= 1,
+                      text["enum"] == nil, text["format"] == nil, text["const"] == nil else { continue }
+                if text["pattern"] == nil { missing.append("\(name).\(property)") }
+            }
+        }
+        #expect(missing.filter { !["AuditEvent.type", "AuditEvent.request_id", "RegistrationParty.name"].contains($0) }.isEmpty,
+                "text fields without a pattern: \(missing.sorted())")
+        try await withAPI { api in
+            for blank in ["\t", " ", "\n\u{A0}", "\u{3000}"] {
+                let withdrawal = try await api.call(.post, "/v1/withdrawals", json: [
+                    "organization_id": UUID().uuidString.lowercased(), "amount": 1, "currency": "CNY", "external_ref": blank])
+                expectProblem(withdrawal, .unprocessableContent, "validation_failed", fields: ["external_ref"])
+                let organization = try await api.call(.post, "/v1/organizations", json: ["name": blank, "kind": "institute", "country": "CN"])
+                expectProblem(organization, .unprocessableContent, "validation_failed", fields: ["name"])
+            }
         }
     }
 }

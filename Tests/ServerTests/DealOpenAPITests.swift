@@ -177,7 +177,7 @@ struct DealOpenAPITests {
             // A dispute needs a `reason`, and the route refuses a blank one (422 naming `reason`).
             ("MilestoneDispute", DealController.Reason.knownFields, Self.requiredFields(reason) { body in
                 guard let dispute = Self.decodes(DealController.Reason.self, body) else { return false }
-                return (try? trimmedText(dispute.reason, field: "reason", max: 2_000)) != nil
+                return (try? ClientText.trimmed(dispute.reason, field: "reason", max: 2_000)) != nil
             }),
             ("MilestoneRelease", DealController.Release.knownFields, Self.requiredFields(["evidence": "Acceptance report"]) { Self.decodes(DealController.Release.self, $0) != nil }),
             ("MilestoneResolution", DealController.Resolution.knownFields, Self.requiredFields(resolution) { Self.decodes(DealController.Resolution.self, $0) != nil }),

@@ -10,7 +10,7 @@ struct TechnologyRegistrationTests {
             let id = newID()
             let body = technologyBody(
                 "  Wafer defect inspection  ", summary: "Optical inspection of wafers.", description: "secret optics", field: "integrated_circuits", trl: 5,
-                keywords: ["  wafer  ", "inspection"], inventors: [inventor("Zhang San", 6_000), inventor("Li Si", 4_000)],
+                keywords: ["  wafer  ", "inspection"], inventors: [inventor(" Zhang San\n", 6_000), inventor("Li Si", 4_000)],
                 ipRights: [ipRight("CN 2020 1 0123456.7", extra: ["kind_code": "A", "filed_on": "2020-03-31", "granted_on": "2022-06-10", "expires_on": "2040-03-31"])],
                 extra: ["id": id, "asking_terms": ["deal_kinds": ["assignment", "exclusive_licence"], "price_min": 1_000_000, "price_max": 2_000_000, "currency": "CNY"]])
             let response = try await api.call(.post, "/v1/technologies", key: lab.key, json: body)
@@ -72,6 +72,9 @@ struct TechnologyRegistrationTests {
             expectInvalid(try await register([inventor("A", -5_000), inventor("B", 15_000)]), "inventors[0].share_bp")
             expectInvalid(try await register([inventor("A", 5_000), inventor("B", 2_500.5), inventor("C", 2_499.5)]), "inventors[1].share_bp")
             expectInvalid(try await register([inventor("A", 5_000), inventor("B", "5000")]), "inventors[1].share_bp")
+            // A name is `ClientText`: whitespace alone, or over 200 code points once trimmed, is refused.
+            expectInvalid(try await register([inventor("A", 5_000), inventor("\n\u{3000}", 5_000)]), "inventors[1].name")
+            expectInvalid(try await register([inventor("e" + String(repeating: "\u{301}", count: 200), 10_000)]), "inventors[0].name")
             // No inventors, or none at all, or more than 100.
             expectInvalid(try await register([]), "inventors")
             var missing = technologyBody()
