@@ -46,8 +46,14 @@ public final class PostgresConnection: @unchecked Sendable {
     private let cancelInFlight = Atomic<Bool>(false)
     /// The server process id of this connection's backend.
     public let backendPID: Int32
-    /// The `PostgresSession` settings last applied; touched only by the current lease holder.
-    private var sessionSettings: [String: String] = [:]
+    /// The `PostgresSession` settings of the current lease, and those the session is known to hold
+    /// (nil: not known, after a failure or a rollback that may have undone them). Touched only by
+    /// the current lease holder.
+    private var wantedSettings: [String: String] = [:]
+    private var appliedSettings: [String: String]? = [:]
+    /// Every custom setting this session was ever given, so that one a lease no longer carries is
+    /// emptied rather than left to the next lease.
+    private var settingKeys: Set<String> = []
 
     private init(handle: OpaquePointer, threadPool: NIOThreadPool) {
         self.handle = handle
@@ -57,18 +63,43 @@ public final class PostgresConnection: @unchecked Sendable {
     }
 
     /// Makes the session's custom settings equal `settings` (settings it no longer carries become
-    /// empty), in one round trip, and only when they differ.
-    func applySessionSettings(_ settings: [String: String]) async throws {
-        guard settings != sessionSettings else { return }
-        let keys = Set(settings.keys).union(sessionSettings.keys).sorted()
+    /// empty) before the next statement runs. No round trip of its own: when they differ from
+    /// what the session holds, they travel in one pipeline with that statement, in its implicit
+    /// transaction, so the statement never runs without them.
+    func useSessionSettings(_ settings: [String: String]) {
+        wantedSettings = settings
+        settingKeys.formUnion(settings.keys)
+    }
+
+    /// Forgets what the session's settings are, so the next statement sends them again: a rollback
+    /// undoes the `set_config` calls of its transaction.
+    func sessionSettingsMayBeLost() {
+        appliedSettings = nil
+    }
+
+    /// The `set_config` statement the next statement needs first, or nil when the session holds the
+    /// wanted settings already.
+    private func pendingSettingsStatement() -> PostgresStatement? {
+        guard appliedSettings != wantedSettings, !settingKeys.isEmpty else { return nil }
         var binds: [any PostgresEncodable] = []
         var calls: [String] = []
-        for key in keys {
-            binds += [key, settings[key] ?? ""]
+        for key in settingKeys.sorted() {
+            binds += [key, wantedSettings[key] ?? ""]
             calls.append("set_config($\(binds.count - 1), $\(binds.count), false)")
         }
-        try await query("SELECT " + calls.joined(separator: ", "), binds)
-        sessionSettings = settings
+        return PostgresStatement("SELECT " + calls.joined(separator: ", "), binds)
+    }
+
+    /// Runs `statements` after the pending settings, if any, in one pipeline; records the settings
+    /// as held only when everything succeeded.
+    private func runAfterSettings(_ statements: [PostgresStatement]) async throws -> [Result<PostgresResult, PostgresError>] {
+        guard let settings = pendingSettingsStatement() else { return try await run { try self.runPipeline(statements) } }
+        let wanted = wantedSettings
+        appliedSettings = nil
+        let results = try await run { try self.runPipeline([settings] + statements) }
+        if case .failure(let error) = results[0] { throw error }
+        if results.allSatisfy({ if case .success = $0 { true } else { false } }) { appliedSettings = wanted }
+        return Array(results.dropFirst())
     }
 
     /// How long opening a connection may take unless `conninfo` sets `connect_timeout`.
@@ -129,12 +160,22 @@ public final class PostgresConnection: @unchecked Sendable {
     @discardableResult
     public func query(_ sql: String, _ binds: [any PostgresEncodable] = []) async throws -> PostgresResult {
         let statement = PostgresStatement(sql, binds)
-        return try await run { try self.execute(statement) }
+        guard pendingSettingsStatement() != nil else { return try await run { try self.execute(statement) } }
+        return try await runAfterSettings([statement])[0].get()
+    }
+
+    /// Runs `BEGIN`, `COMMIT` or `ROLLBACK` on its own, never with pending session settings: a
+    /// `BEGIN` must come first in its transaction, and a `ROLLBACK` must run even in a failed one.
+    func transactionControl(_ sql: String) async throws {
+        _ = try await run { try self.execute(PostgresStatement(sql)) }
     }
 
     /// Runs a script of several statements with the simple-query protocol. For trusted, fixed SQL
     /// only (the schema): it cannot bind parameters.
     public func executeScript(_ sql: String) async throws {
+        if pendingSettingsStatement() != nil { _ = try await runAfterSettings([]) }
+        // The script may roll back what it set, or set custom settings itself.
+        defer { sessionSettingsMayBeLost() }
         try await run { () throws -> Void in
             guard let result = PQexec(self.handle, sql) else { throw self.connectionError() }
             _ = try self.check(result)
@@ -150,7 +191,7 @@ public final class PostgresConnection: @unchecked Sendable {
             throw PostgresError(code: .invalidRequest, message: "a pipeline takes at most \(Self.maxPipelineStatements) statements")
         }
         if statements.isEmpty { return [] }
-        return try await run { try self.runPipeline(statements) }
+        return try await runAfterSettings(statements)
     }
 
     /// Whether the connection can go back to the pool: open, idle, not in a transaction, and with no

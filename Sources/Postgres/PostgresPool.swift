@@ -60,8 +60,8 @@ public final class PostgresPool: Service, Sendable {
     @discardableResult
     public func withConnection<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
         let connection = try await lease()
+        connection.useSessionSettings(PostgresSession.settings)
         do {
-            try await connection.applySessionSettings(PostgresSession.settings)
             let value = try await body(connection)
             await state.release(connection)
             return value
@@ -82,14 +82,16 @@ public final class PostgresPool: Service, Sendable {
     ) async throws -> T {
         try await withRetries {
             try await withConnection { connection in
-                try await connection.query("BEGIN ISOLATION LEVEL \(isolation.rawValue)")
+                try await connection.transactionControl("BEGIN ISOLATION LEVEL \(isolation.rawValue)")
                 do {
                     let value = try await body(connection)
-                    try await connection.query("COMMIT")
+                    try await connection.transactionControl("COMMIT")
                     return value
                 } catch {
-                    // Not cancellable: if the task was cancelled, the rollback must still run.
-                    _ = try? await Task { try await connection.query("ROLLBACK") }.value
+                    // Not cancellable: if the task was cancelled, the rollback must still run. It
+                    // undoes the session settings sent with this transaction's first statement.
+                    _ = try? await Task { try await connection.transactionControl("ROLLBACK") }.value
+                    connection.sessionSettingsMayBeLost()
                     throw error
                 }
             }
