@@ -95,6 +95,33 @@ struct MoneySafetyAttackTests {
         }
     }
 
+    /// A single transfer goes to the ledger before any lookup (`Money.transfer`); what the ledger
+    /// refuses or reports as a replay is then looked up, so the answer is the one the lookups give.
+    @Test("a single transfer cannot move, replay or probe another tenant's money: 404 as for a missing account, nothing moves")
+    func singleTransfersOnAnotherTenantsAccounts() async throws {
+        try await withAPI { api in
+            let victim = try await api.createOrganization("Victim Co", kind: "enterprise")
+            let attacker = try await api.createOrganization("Replayer Ltd", kind: "enterprise")
+            let victimFunds = try await api.createAccount(for: victim, funded: 50_000)
+            let victimOther = try await api.createAccount(for: victim)
+            let mine = try await api.createAccount(for: attacker, funded: 10)
+            let paid = API.transferBody(victimFunds, victimOther, 20_000)
+            try #require(try await api.call(.post, "/v1/transfers", key: victim.key, json: paid).status == .created)
+            // The victim's transfer, replayed word for word: the ledger reports `exists`, the lookup 404s.
+            let replay = try await api.call(.post, "/v1/transfers", key: attacker.key, json: paid)
+            expectProblem(replay, .notFound, "not_found")
+            #expect(!replay.text.contains(victimFunds), "the replay reveals nothing of the victim's transfer: \(replay)")
+            // Fresh transfers out of the victim's account, to the victim or to the attacker.
+            for credit in [victimOther, mine] {
+                let theft = try await api.call(.post, "/v1/transfers", key: attacker.key, json: API.transferBody(victimFunds, credit, 1))
+                expectProblem(theft, .notFound, "not_found", fields: ["debit_account_id"])
+            }
+            #expect(try await api.balances(victimFunds) == [20_000, 50_000, 0, 0])
+            #expect(try await api.balances(victimOther) == [0, 20_000, 0, 0])
+            try await api.expectLedgerInvariants()
+        }
+    }
+
     @Test("an outsider cannot post or void another enterprise's hold by redeclaring it in a batch")
     func postingSomeoneElsesHoldInABatch() async throws {
         try await withAPI { api in

@@ -74,8 +74,30 @@ extension Money {
     /// - Throws: `TechBankError` naming the field: `.validation`, `.notFound` for an account or
     ///   hold the caller may not see (exactly like a missing one), `.forbidden` for one it sees
     ///   but may not move.
+    ///
+    /// The database enforces the same rules (`Principal`); the lookups here only name a refusal's
+    /// field and status. So a single transfer goes to the ledger first, and is looked up only when
+    /// it did not come back new (`ok`): then it was refused, or replayed (`exists`, which the ledger
+    /// reports before whose the accounts are), and nothing was recorded. A batch looks up first,
+    /// since some of its transfers could land beside one the lookups would refuse.
     public func transfer(_ requests: [TransferRequest], atomic: Bool, by identity: Identity, field: (Int) -> String) async throws -> [TransferResult] {
         let principal = MoneyModel.principal(for: identity)
+        let ledger = Ledger(pool: pool)
+        guard atomic, requests.count == 1 else {
+            try await check(requests, lookups: true, principal: principal, identity, field: field)
+            return try await ledger.createTransfers(requests, atomic: atomic, principal: principal)
+        }
+        try await check(requests, lookups: false, principal: principal, identity, field: field)
+        let results = try await ledger.createTransfers(requests, atomic: true, principal: principal)
+        if results.allSatisfy({ $0.outcome == .ok }) { return results }
+        try await check(requests, lookups: true, principal: principal, identity, field: field)
+        return results
+    }
+
+    /// Throws the first refusal of `requests` in order: ids must be a client's and a tenant's codes
+    /// not the bank's; with `lookups`, each debit account and hold must also be the caller's to move.
+    private func check(_ requests: [TransferRequest], lookups: Bool, principal: Principal?, _ identity: Identity,
+                       field: (Int) -> String) async throws {
         var checkedDebits: Set<UUID> = []
         for (index, request) in requests.enumerated() {
             let prefix = field(index)
@@ -83,6 +105,7 @@ extension Money {
             if let principal, principal.reservedCodes.contains(request.code) {
                 throw TechBankError(.validation, field: prefix + "code", "'\(request.code)' is one of the bank's codes; choose another")
             }
+            guard lookups else { continue }
             switch request.action {
             case let .post(debit, _, _, _), let .hold(debit, _, _, _, _):
                 guard checkedDebits.insert(debit).inserted else { continue }
@@ -92,7 +115,6 @@ extension Money {
                 try await requireResolvable(pendingID, field: holdField, before: requests[..<index], principal: principal, identity)
             }
         }
-        return try await Ledger(pool: pool).createTransfers(requests, atomic: atomic, principal: principal)
     }
 
     /// A hold may be resolved by whoever may move its debit account's money, unless it is the
