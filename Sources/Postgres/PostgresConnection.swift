@@ -35,6 +35,8 @@ private func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeP
 public final class PostgresConnection: @unchecked Sendable {
     /// The most parameters one statement may bind (the protocol's limit).
     public static let maxParameters = 65_535
+    /// The most statements one session keeps prepared; later ones run unprepared.
+    public static let maxPreparedStatements = 256
     /// The most statements one pipeline may carry.
     public static let maxPipelineStatements = 10_000
 
@@ -51,6 +53,15 @@ public final class PostgresConnection: @unchecked Sendable {
     /// the current lease holder.
     private var wantedSettings: [String: String] = [:]
     private var appliedSettings: [String: String]? = [:]
+    /// Statements prepared on this session, by SQL text and parameter types: parsed and planned once,
+    /// as `pgbench -M prepared` does, then only bound and run. Touched only by the thread running
+    /// the lease holder's current call.
+    private var prepared: [PreparedKey: String] = [:]
+    private var nextPreparedNumber = 0
+    private struct PreparedKey: Hashable {
+        let sql: String
+        let types: [Oid]
+    }
     /// Every custom setting this session was ever given, so that one a lease no longer carries is
     /// emptied rather than left to the next lease.
     private var settingKeys: Set<String> = []
@@ -237,11 +248,38 @@ public final class PostgresConnection: @unchecked Sendable {
     }
 
     private func execute(_ statement: PostgresStatement) throws -> PostgresResult {
+        let key = Self.preparedKey(statement)
+        let name = try prepare(key)
         let result = try withParameters(statement) { count, types, values, lengths, formats in
-            PQexecParams(handle, statement.sql, count, types, values, lengths, formats, 1)
+            if let name { PQexecPrepared(handle, name, count, values, lengths, formats, 1) }
+            else { PQexecParams(handle, statement.sql, count, types, values, lengths, formats, 1) }
         }
         guard let result else { throw connectionError() }
-        return try check(result)
+        do {
+            return try check(result)
+        } catch let error as PostgresError where error.sqlState == SQLState.featureNotSupported && name != nil {
+            // "cached plan must not change result type": a table changed under the prepared
+            // statement; the next call prepares it afresh, under a new name.
+            prepared[key] = nil
+            throw error
+        }
+    }
+
+    private static func preparedKey(_ statement: PostgresStatement) -> PreparedKey {
+        PreparedKey(sql: statement.sql, types: statement.binds.map { type(of: $0).postgresType.oid })
+    }
+
+    /// The name `key` is prepared under, preparing it now (one round trip, once per session) while
+    /// the session has room; nil: run it unprepared.
+    private func prepare(_ key: PreparedKey) throws -> String? {
+        if let name = prepared[key] { return name }
+        guard prepared.count < Self.maxPreparedStatements, key.types.count <= Self.maxParameters else { return nil }
+        let name = "tb_\(nextPreparedNumber)"
+        guard let result = PQprepare(handle, name, key.sql, Int32(key.types.count), key.types) else { throw connectionError() }
+        _ = try check(result)
+        nextPreparedNumber += 1
+        prepared[key] = name
+        return name
     }
 
     /// Calls `body` with libpq's parameter arrays for `statement`, all in binary format.
@@ -317,8 +355,11 @@ public final class PostgresConnection: @unchecked Sendable {
         defer { PQsetnonblocking(handle, 0) }
         guard PQenterPipelineMode(handle) == 1 else { throw connectionError() }
         for statement in statements {
+            // A pipeline uses statements prepared earlier; preparing here would cost a round trip.
+            let name = prepared[Self.preparedKey(statement)]
             let sent = try withParameters(statement) { count, types, values, lengths, formats in
-                PQsendQueryParams(handle, statement.sql, count, types, values, lengths, formats, 1)
+                if let name { PQsendQueryPrepared(handle, name, count, values, lengths, formats, 1) }
+                else { PQsendQueryParams(handle, statement.sql, count, types, values, lengths, formats, 1) }
             }
             guard sent == 1 else { throw connectionError() }
         }

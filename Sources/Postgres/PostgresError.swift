@@ -99,6 +99,7 @@ public enum SQLState {
     public static let invalidTextRepresentation = "22P02"
     public static let undefinedTable = "42P01"
     public static let readOnlySQLTransaction = "25006"
+    public static let featureNotSupported = "0A000"
     /// Besides class 08 (connection exception): the server is shutting down, crashing or starting,
     /// has no connection slot left, or is a read-only standby.
     static let unavailable: Set<String> = [adminShutdown, "57P02", "57P03", "53300", readOnlySQLTransaction]
