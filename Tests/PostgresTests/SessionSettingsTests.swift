@@ -31,12 +31,16 @@ struct SessionSettingsTests {
                 await #expect(throws: Rollback.self) { try await pool.withTransaction { _ throws in throw Rollback() } }
                 #expect(try await Self.actor(pool) == "a")
             }
+            let backend = try await pool.withConnection { try await $0.query("SELECT pg_backend_pid()")[0].decode(Int32.self, at: 0) }
             try await PostgresSession.$settings.withValue(["test.actor": "b"]) { () async throws in
                 await #expect(throws: PostgresError.self) { try await pool.withConnection { try await $0.query("SELECT 1 / 0") } }
+                await #expect(throws: PostgresError.self) { try await pool.withTransaction { try await $0.query("SELECT 1 / 0") } }
                 #expect(try await Self.actor(pool) == "b")
                 let inTransaction = try await pool.withTransaction { try await $0.query("SELECT current_setting('test.actor')")[0].decode(String.self, at: 0) }
                 #expect(inTransaction == "b")
             }
+            // The failed transaction was rolled back and its connection kept: the rollback ran.
+            #expect(try await pool.withConnection { try await $0.query("SELECT pg_backend_pid()")[0].decode(Int32.self, at: 0) } == backend)
         }
     }
 }
