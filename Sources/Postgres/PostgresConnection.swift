@@ -101,10 +101,11 @@ public final class PostgresConnection: @unchecked Sendable {
         return PostgresStatement("SELECT " + calls.joined(separator: ", "), binds)
     }
 
-    /// Runs `statements` after the pending settings, if any, in one pipeline; records the settings
-    /// as held only when everything succeeded.
-    private func runAfterSettings(_ statements: [PostgresStatement]) async throws -> [Result<PostgresResult, PostgresError>] {
-        guard let settings = pendingSettingsStatement() else { return try await run { try self.runPipeline(statements) } }
+    /// Runs `statements` in one pipeline, after `settings` (the pending settings) if any; records
+    /// the settings as held only when everything succeeded.
+    private func runPipelined(_ statements: [PostgresStatement], after settings: PostgresStatement?) async throws
+        -> [Result<PostgresResult, PostgresError>] {
+        guard let settings else { return try await run { try self.runPipeline(statements) } }
         let wanted = wantedSettings
         appliedSettings = nil
         let results = try await run { try self.runPipeline([settings] + statements) }
@@ -171,8 +172,8 @@ public final class PostgresConnection: @unchecked Sendable {
     @discardableResult
     public func query(_ sql: String, _ binds: [any PostgresEncodable] = []) async throws -> PostgresResult {
         let statement = PostgresStatement(sql, binds)
-        guard pendingSettingsStatement() != nil else { return try await run { try self.execute(statement) } }
-        return try await runAfterSettings([statement])[0].get()
+        guard let settings = pendingSettingsStatement() else { return try await run { try self.execute(statement) } }
+        return try await runPipelined([statement], after: settings)[0].get()
     }
 
     /// Runs `BEGIN`, `COMMIT` or `ROLLBACK` on its own, never with pending session settings: a
@@ -184,7 +185,7 @@ public final class PostgresConnection: @unchecked Sendable {
     /// Runs a script of several statements with the simple-query protocol. For trusted, fixed SQL
     /// only (the schema): it cannot bind parameters.
     public func executeScript(_ sql: String) async throws {
-        if pendingSettingsStatement() != nil { _ = try await runAfterSettings([]) }
+        if let settings = pendingSettingsStatement() { _ = try await runPipelined([], after: settings) }
         // The script may roll back what it set, or set custom settings itself.
         defer { sessionSettingsMayBeLost() }
         try await run { () throws -> Void in
@@ -202,7 +203,7 @@ public final class PostgresConnection: @unchecked Sendable {
             throw PostgresError(code: .invalidRequest, message: "a pipeline takes at most \(Self.maxPipelineStatements) statements")
         }
         if statements.isEmpty { return [] }
-        return try await runAfterSettings(statements)
+        return try await runPipelined(statements, after: pendingSettingsStatement())
     }
 
     /// Whether the connection can go back to the pool: open, idle, not in a transaction, and with no
