@@ -206,8 +206,11 @@ END $$;
 CREATE OR REPLACE FUNCTION ledger.session_setting(p_name text) RETURNS text
 LANGUAGE sql STABLE AS $$ SELECT nullif(current_setting(p_name, true), '') $$;
 
--- Appends entries (in array order) to this backend's shard under one head lock.
-CREATE OR REPLACE FUNCTION ledger.journal_append_many(p_types text[], p_subjects uuid[], p_payloads jsonb[])
+-- Appends entries (in array order) to this backend's shard under one head lock. Entry k names
+-- p_actors[k], p_keys[k] and p_requests[k]; without the arrays, every entry names the session's
+-- settings.
+CREATE OR REPLACE FUNCTION ledger.journal_append_many(p_types text[], p_subjects uuid[], p_payloads jsonb[],
+    p_actors uuid[] DEFAULT NULL, p_keys uuid[] DEFAULT NULL, p_requests text[] DEFAULT NULL)
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     v_shard smallint;
@@ -217,11 +220,16 @@ DECLARE
     v_hash  bytea;
     v_prev  bytea[] := '{}';
     v_hashes bytea[] := '{}';
-    v_actor   uuid := ledger.session_setting('techbank.actor_id')::uuid;
-    v_key     uuid := ledger.session_setting('techbank.key_id')::uuid;
-    v_request text := left(ledger.session_setting('techbank.request_id'), 200);
+    v_actors   uuid[] := p_actors;
+    v_keys     uuid[] := p_keys;
+    v_requests text[] := p_requests;
 BEGIN
     IF v_n = 0 THEN RETURN; END IF;
+    IF v_actors IS NULL AND v_keys IS NULL AND v_requests IS NULL THEN
+        v_actors := array_fill(ledger.session_setting('techbank.actor_id')::uuid, ARRAY[v_n]);
+        v_keys := array_fill(ledger.session_setting('techbank.key_id')::uuid, ARRAY[v_n]);
+        v_requests := array_fill(left(ledger.session_setting('techbank.request_id'), 200), ARRAY[v_n]);
+    END IF;
     -- Take the first shard no other transaction holds, starting from this backend's own, so that
     -- concurrent writers do not queue behind one head; only when all 16 are busy, wait for ours.
     SELECT h.shard, h.seq, h.hash INTO v_shard, v_seq, v_hash FROM ledger.journal_heads h
@@ -233,11 +241,11 @@ BEGIN
     FOR k IN 1 .. v_n LOOP
         v_prev[k] := v_hash;
         v_hash := sha256(v_hash || ledger.journal_canonical(v_shard, v_seq + k, p_types[k], p_subjects[k],
-                                                             v_now, p_payloads[k], v_actor, v_key, v_request));
+                                                             v_now, p_payloads[k], v_actors[k], v_keys[k], v_requests[k]));
         v_hashes[k] := v_hash;
     END LOOP;
     INSERT INTO ledger.journal (shard, seq, event_type, subject_id, payload, created_at, prev_hash, hash, actor_id, key_id, request_id)
-    SELECT v_shard, v_seq + u.k, u.t, u.s, u.p, v_now, u.ph, u.h, v_actor, v_key, v_request
+    SELECT v_shard, v_seq + u.k, u.t, u.s, u.p, v_now, u.ph, u.h, v_actors[u.k], v_keys[u.k], v_requests[u.k]
     FROM unnest(p_types, p_subjects, p_payloads, v_prev, v_hashes) WITH ORDINALITY AS u(t, s, p, ph, h, k);
     UPDATE ledger.journal_heads SET seq = v_seq + v_n, hash = v_hash WHERE shard = v_shard;
 END $$;
@@ -400,6 +408,17 @@ $$;
 --   p_reserved_codes no transfer may carry one of these codes (code_reserved, detail code), credit
 --                   an account whose code is one (detail credit_account_id), or post or void a
 --                   hold carrying one (detail pending_id).
+--
+-- Per element, beside the transfer's own fields (group commit: one call carries transfers of
+-- several callers, each with its own principal and journal attribution):
+--   owner_id    the principal this transfer acts for, in a call without p_owner (TB003 otherwise).
+--               The effective owner of an element is owner_id, else p_owner; an element with an
+--               owner is bound by it and by p_reserved_codes as above; one without acts for the
+--               ledger's operator.
+--   actor_id, key_id, request_id
+--               whom its journal entries name. An element with none of the three keys is
+--               journaled with the session's settings (techbank.actor_id, techbank.key_id,
+--               techbank.request_id).
 CREATE OR REPLACE FUNCTION ledger.create_transfers(p_transfers jsonb, p_atomic boolean,
     p_owner uuid DEFAULT NULL, p_reserved_codes text[] DEFAULT NULL)
 RETURNS TABLE (idx integer, outcome text, detail text, id uuid, kind text, debit_account_id uuid,
@@ -422,6 +441,8 @@ DECLARE
     -- the request, one array slot per transfer (1-based)
     i_id uuid[]; i_kind text[]; i_debit uuid[]; i_credit uuid[]; i_currency text[]; i_amount bigint[];
     i_code text[]; i_meta jsonb[]; i_timeout integer[]; i_pending uuid[];
+    -- per transfer: whom it acts for (NULL: the operator) and whom its journal entry names
+    i_owner uuid[]; i_actor uuid[]; i_key uuid[]; i_request text[];
     -- referenced pending transfers that were stored before this call
     pd_debit uuid[] := '{}'; pd_credit uuid[] := '{}'; pd_amount bigint[] := '{}';
     pd_currency text[] := '{}'; pd_expires timestamptz[] := '{}'; pd_code text[] := '{}';
@@ -434,11 +455,12 @@ DECLARE
     e_di integer[]; e_ci integer[]; e_grp integer[]; e_pgrp integer[]; r_ok integer[];
     r_outcome text[]; r_detail text[]; r_expires timestamptz[];
     j_type text[] := '{}'; j_subject uuid[] := '{}'; j_payload jsonb[] := '{}'; v_jn integer := 0;
+    j_actor uuid[] := '{}'; j_key uuid[] := '{}'; j_request text[] := '{}';
     v_fail integer;
     v_kind text; v_out text; v_det text; v_diff text; v_amt bigint; v_di integer; v_ci integer;
     v_t ledger.transfers;
     v_found boolean; v_pid uuid; v_pdebit uuid; v_pcredit uuid; v_pamt bigint; v_pcur text;
-    v_pexp timestamptz; v_pcode text; v_res text; v_src integer; v_checked boolean;
+    v_pexp timestamptz; v_pcode text; v_res text; v_src integer; v_checked boolean; v_bound boolean;
 BEGIN
     IF jsonb_typeof(p_transfers) IS DISTINCT FROM 'array'
        OR jsonb_array_length(p_transfers) NOT BETWEEN 1 AND 8000 THEN
@@ -449,14 +471,16 @@ BEGIN
     BEGIN
         SELECT count(*)::integer, array_agg(x.id), array_agg(x.kind), array_agg(x.debit), array_agg(x.credit),
                array_agg(x.currency), array_agg(x.amount), array_agg(x.code), array_agg(x.meta),
-               array_agg(x.timeout), array_agg(x.pending),
+               array_agg(x.timeout), array_agg(x.pending), array_agg(coalesce(x.owner, p_owner)),
+               array_agg(x.actor), array_agg(x.key_id), array_agg(x.request),
                min(x.n) FILTER (WHERE x.problem IS NOT NULL),
                (array_agg(x.problem) FILTER (WHERE x.problem IS NOT NULL))[1]
         INTO v_n, i_id, i_kind, i_debit, i_credit, i_currency, i_amount, i_code, i_meta, i_timeout,
-             i_pending, v_bad, v_problem
+             i_pending, i_owner, i_actor, i_key, i_request, v_bad, v_problem
         FROM (SELECT f.*, CASE
                   WHEN NOT f.is_object THEN 'must be an object'
                   WHEN f.id IS NULL THEN 'id is required'
+                  WHEN f.owner IS NOT NULL AND p_owner IS NOT NULL THEN 'owner_id is only for calls without p_owner'
                   WHEN f.kind IS NULL OR f.kind NOT IN ('posted', 'pending', 'post_pending', 'void_pending')
                       THEN 'kind must be posted, pending, post_pending or void_pending'
                   WHEN f.kind IN ('posted', 'pending')
@@ -478,7 +502,14 @@ BEGIN
                            (e.j->>'credit_account_id')::uuid AS credit, e.j->>'currency' AS currency,
                            CASE WHEN e.j->>'kind' <> 'void_pending' THEN (e.j->>'amount')::bigint END AS amount,
                            coalesce(e.j->>'code', 'transfer') AS code, nullif(e.j->'metadata', 'null') AS meta,
-                           (e.j->>'timeout_seconds')::integer AS timeout, (e.j->>'pending_id')::uuid AS pending
+                           (e.j->>'timeout_seconds')::integer AS timeout, (e.j->>'pending_id')::uuid AS pending,
+                           (e.j->>'owner_id')::uuid AS owner,
+                           CASE WHEN e.j ?| '{actor_id,key_id,request_id}' THEN (e.j->>'actor_id')::uuid
+                                ELSE ledger.session_setting('techbank.actor_id')::uuid END AS actor,
+                           CASE WHEN e.j ?| '{actor_id,key_id,request_id}' THEN (e.j->>'key_id')::uuid
+                                ELSE ledger.session_setting('techbank.key_id')::uuid END AS key_id,
+                           left(CASE WHEN e.j ?| '{actor_id,key_id,request_id}' THEN e.j->>'request_id'
+                                     ELSE ledger.session_setting('techbank.request_id') END, 200) AS request
                     FROM jsonb_array_elements(p_transfers) WITH ORDINALITY AS e(j, n)
                     ORDER BY e.n OFFSET 0) f  -- OFFSET 0: extract each field once, not once per reference
              ) x;
@@ -538,15 +569,16 @@ BEGIN
     BEGIN
         FOR i IN 1 .. v_n LOOP
             v_kind := i_kind[i]; v_out := NULL; v_det := NULL; v_diff := NULL; v_checked := false;
+            v_bound := i_owner[i] IS NOT NULL;  -- the principal's limits bind this transfer
 
             IF v_kind IN ('posted', 'pending') THEN
                 v_amt := i_amount[i]; v_di := e_di[i]; v_ci := e_ci[i];
                 IF v_amt <= 0 THEN v_out := 'amount_must_be_positive';
-                ELSIF i_code[i] = ANY (p_reserved_codes) THEN v_out := 'code_reserved'; v_det := 'code';
+                ELSIF v_bound AND i_code[i] = ANY (p_reserved_codes) THEN v_out := 'code_reserved'; v_det := 'code';
                 ELSIF i_debit[i] = i_credit[i] THEN v_out := 'accounts_must_be_different';
-                ELSIF v_di IS NULL OR a_owner[v_di] <> p_owner THEN v_out := 'account_not_found'; v_det := 'debit_account_id';
+                ELSIF v_di IS NULL OR (v_bound AND a_owner[v_di] <> i_owner[i]) THEN v_out := 'account_not_found'; v_det := 'debit_account_id';
                 ELSIF v_ci IS NULL THEN v_out := 'account_not_found'; v_det := 'credit_account_id';
-                ELSIF a_code[v_ci] = ANY (p_reserved_codes) THEN v_out := 'code_reserved'; v_det := 'credit_account_id';
+                ELSIF v_bound AND a_code[v_ci] = ANY (p_reserved_codes) THEN v_out := 'code_reserved'; v_det := 'credit_account_id';
                 ELSIF a_cur[v_di] <> i_currency[i] THEN v_out := 'currency_mismatch'; v_det := 'debit_account_id';
                 ELSIF a_cur[v_ci] <> i_currency[i] THEN v_out := 'currency_mismatch'; v_det := 'credit_account_id';
                 ELSIF a_closed[v_di] THEN v_out := 'account_closed'; v_det := 'debit_account_id';
@@ -598,9 +630,9 @@ BEGIN
                 END IF;
 
                 IF v_kind = 'post_pending' AND i_amount[i] <= 0 THEN v_out := 'amount_must_be_positive';
-                ELSIF i_code[i] = ANY (p_reserved_codes) THEN v_out := 'code_reserved'; v_det := 'code';
-                ELSIF NOT v_found OR a_owner[v_di] <> p_owner THEN v_out := 'pending_transfer_not_found';
-                ELSIF v_pcode = ANY (p_reserved_codes) THEN v_out := 'code_reserved'; v_det := 'pending_id';
+                ELSIF v_bound AND i_code[i] = ANY (p_reserved_codes) THEN v_out := 'code_reserved'; v_det := 'code';
+                ELSIF NOT v_found OR (v_bound AND a_owner[v_di] <> i_owner[i]) THEN v_out := 'pending_transfer_not_found';
+                ELSIF v_bound AND v_pcode = ANY (p_reserved_codes) THEN v_out := 'code_reserved'; v_det := 'pending_id';
                 ELSE
                     SELECT r.resolution INTO v_res FROM ledger.pending_resolutions r WHERE r.pending_id = v_pid;
                     v_amt := CASE WHEN v_kind = 'post_pending' THEN coalesce(i_amount[i], v_pamt) ELSE v_pamt END;
@@ -621,6 +653,7 @@ BEGIN
                                 a_dq[v_di] := a_dq[v_di] - v_pamt; a_cq[v_ci] := a_cq[v_ci] - v_pamt;
                                 a_touched[v_di] := true; a_touched[v_ci] := true;
                                 v_jn := v_jn + 1; j_type[v_jn] := 'pending_expired'; j_subject[v_jn] := v_pid;
+                                j_actor[v_jn] := i_actor[i]; j_key[v_jn] := i_key[i]; j_request[v_jn] := i_request[i];
                                 j_payload[v_jn] := ledger.pending_expired_payload(v_pid, v_pamt, v_pcur, v_pdebit, v_pcredit);
                             END IF;
                         END IF;
@@ -649,6 +682,7 @@ BEGIN
             IF v_out = 'ok' THEN
                 r_ok[e_grp[i]] := i;
                 v_jn := v_jn + 1; j_type[v_jn] := 'transfer'; j_subject[v_jn] := v_t.id;
+                j_actor[v_jn] := i_actor[i]; j_key[v_jn] := i_key[i]; j_request[v_jn] := i_request[i];
                 j_payload[v_jn] := ledger.transfer_payload(v_t);
             ELSE
                 IF NOT v_checked THEN
@@ -672,7 +706,7 @@ BEGIN
         FROM unnest(a_id, a_dp, a_cp, a_dq, a_cq, a_touched) AS u(aid, dp, cp, dq, cq, touched)
         WHERE u.touched AND a.id = u.aid;
 
-        PERFORM ledger.journal_append_many(j_type, j_subject, j_payload);
+        PERFORM ledger.journal_append_many(j_type, j_subject, j_payload, j_actor, j_key, j_request);
     EXCEPTION WHEN SQLSTATE 'TB900' THEN
         -- everything above was rolled back; plpgsql variables were not
         r_outcome := array_fill('linked_event_failed'::text, ARRAY[v_n]);
@@ -746,7 +780,7 @@ END $$;
 ALTER FUNCTION ledger.create_transfers(jsonb, boolean, uuid, text[]) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION ledger.expire_pending(integer) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION ledger.close_account(uuid) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION ledger.journal_append_many(text[], uuid[], jsonb[]) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION ledger.journal_append_many(text[], uuid[], jsonb[], uuid[], uuid[], text[]) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION ledger.journal_append(text, uuid, jsonb) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION ledger.sequence_journal(integer) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
@@ -760,7 +794,8 @@ GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA ledger TO ledger_user;
 
 INSERT INTO ledger.schema_migrations (version, name) VALUES
     (1, 'baseline'),
-    (2, 'reserved_credit_accounts');
+    (2, 'reserved_credit_accounts'),
+    (3, 'group_commit');
 
 -- TechBank schema (the marketplace, on top of the ledger's schema)
 --

@@ -127,7 +127,9 @@ public struct Ledger: Sendable {
         let batch = try Self.batch(requests)
         // One statement: the function is a transaction by itself, so no BEGIN/COMMIT round trips.
         return try await pool.withRetries {
-            try await pool.withConnection { connection in try await Self.run(batch, atomic: atomic, principal: principal, on: connection) }
+            try await pool.withConnection { connection in
+                try await Self.run(batch, atomic: atomic, owner: principal?.ownerID, reservedCodes: principal?.reservedCodes, on: connection)
+            }
         }
     }
 
@@ -135,7 +137,7 @@ public struct Ledger: Sendable {
     /// caller's transaction: they commit or roll back together with the caller's other changes.
     public static func createTransfers(_ requests: [TransferRequest], atomic: Bool, principal: Principal? = nil,
                                        on connection: PostgresConnection) async throws -> [TransferResult] {
-        try await run(try batch(requests), atomic: atomic, principal: principal, on: connection)
+        try await run(try batch(requests), atomic: atomic, owner: principal?.ownerID, reservedCodes: principal?.reservedCodes, on: connection)
     }
 
     static func batch(_ requests: [TransferRequest]) throws -> JSONB {
@@ -152,11 +154,13 @@ public struct Ledger: Sendable {
         return JSONB(json)
     }
 
-    static func run(_ batch: JSONB, atomic: Bool, principal: Principal?, on connection: PostgresConnection) async throws -> [TransferResult] {
+    /// One `ledger.create_transfers` call: the batch acts for `owner` (nil: the operator, or each
+    /// element's own `owner_id`), whose transfers may not use `reservedCodes`.
+    static func run(_ batch: JSONB, atomic: Bool, owner: UUID?, reservedCodes: [String]?, on connection: PostgresConnection) async throws -> [TransferResult] {
         let rows: PostgresResult
         do {
             rows = try await connection.query("SELECT * FROM ledger.create_transfers($1, $2, $3, $4)",
-                                              [batch, atomic, principal?.ownerID, principal?.reservedCodes])
+                                              [batch, atomic, owner, reservedCodes])
         } catch let error as PostgresError where error.sqlState == "TB003" || isDataException(error) {
             throw LedgerError(.invalidRequest, field: "transfers", "the batch is malformed or holds data the database cannot store")
         }
@@ -291,11 +295,18 @@ public struct Ledger: Sendable {
             createdAt: try row.decode(Date.self, "created_at"))
     }
 
-    /// One element of `ledger.create_transfers`' input. Every interpolated value is a UUID, an
-    /// integer, a validated code or currency, or JSON the server parses as such.
-    static func wireJSON(_ request: TransferRequest, index: Int) throws -> String {
+    /// One element of `ledger.create_transfers`' input, acting for `owner` if given and journaled
+    /// with `attribution` if given (else with the session's settings). Every interpolated value is a
+    /// UUID, an integer, a validated code or currency, or JSON the server parses as such.
+    static func wireJSON(_ request: TransferRequest, index: Int, owner: UUID? = nil, attribution: JournalAttribution? = nil) throws -> String {
         try validate(code: request.code, field: "transfers[\(index)].code")
         var fields = [#""id":"\#(request.id.uuidString)""#, #""code":"\#(request.code)""#]
+        if let owner { fields.append(#""owner_id":"\#(owner.uuidString)""#) }
+        if let attribution {
+            fields.append(#""actor_id":\#(attribution.actorID.map { "\"\($0.uuidString)\"" } ?? "null")"#)
+            fields.append(#""key_id":\#(attribution.keyID.map { "\"\($0.uuidString)\"" } ?? "null")"#)
+            fields.append(#""request_id":\#(attribution.requestID.map(jsonString) ?? "null")"#)
+        }
         if let metadata = request.metadata {
             // Pasted into the batch as is, so it must be exactly one JSON value: text such as
             // `{}, "amount": 1` would otherwise add fields to the transfer.
@@ -331,6 +342,20 @@ public struct Ledger: Sendable {
             fields += [#""kind":"void_pending""#, #""pending_id":"\#(pendingID.uuidString)""#]
         }
         return "{" + fields.joined(separator: ",") + "}"
+    }
+
+    /// `text` as a JSON string literal.
+    static func jsonString(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
     }
 
     /// Whether `code` is a valid account kind or transfer reason: a lower-case identifier of at

@@ -29,6 +29,7 @@ public func buildRouter(configuration: ServerConfiguration, pool: PostgresPool) 
     let organizations = Organizations(pool: pool)
     let ledger = Ledger(pool: pool)
     let metrics = Metrics()
+    let money = Money(pool: pool)
     // Reads the body to hash it, up to the largest limit; each handler then enforces its own.
     let idempotency = Idempotency(store: IdempotencyStore(pool: pool), maxBodyBytes: max(configuration.maxBodyBytes, configuration.maxBatchBodyBytes))
 
@@ -53,7 +54,7 @@ public func buildRouter(configuration: ServerConfiguration, pool: PostgresPool) 
     let v1 = router.group("v1").add(middleware: AuthMiddleware(organizations: organizations)).add(middleware: QueryNULMiddleware())
     OrganizationController(organizations: organizations, idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes).register(on: v1)
     LedgerController(
-        ledger: ledger, money: Money(pool: pool), idempotency: idempotency, metrics: metrics,
+        ledger: ledger, money: money, idempotency: idempotency, metrics: metrics,
         maxBodyBytes: configuration.maxBodyBytes, maxBatchBodyBytes: configuration.maxBatchBodyBytes
     ).register(on: v1)
     let deals = Deals(pool: pool, rules: configuration.dealRules)
@@ -69,7 +70,7 @@ public func buildRouter(configuration: ServerConfiguration, pool: PostgresPool) 
         .register(on: v1)
     let audit = AuditLog(pool: pool)
     AuditController(audit: audit, scope: AuditScope(log: audit), signer: configuration.auditSigner).register(on: v1)
-    MoneyController(money: Money(pool: pool), organizations: organizations, idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes)
+    MoneyController(money: money, organizations: organizations, idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes)
         .register(on: v1)
     ReportController(reports: Reports(pool: pool)).register(on: v1)
     // Router middleware added after the routes wraps only the not-found responder.

@@ -76,22 +76,21 @@ extension Money {
     ///   but may not move.
     ///
     /// The database enforces the same rules (`Principal`); the lookups here only name a refusal's
-    /// field and status. So a single transfer goes to the ledger first, and is looked up only when
-    /// it did not come back new (`ok`): then it was refused, or replayed (`exists`, which the ledger
-    /// reports before whose the accounts are), and nothing was recorded. A batch looks up first,
-    /// since some of its transfers could land beside one the lookups would refuse.
+    /// field and status. So a single transfer goes to the ledger first (with concurrent callers'
+    /// single transfers, `GroupCommit`), and is looked up only when it did not come back new (`ok`):
+    /// then it was refused, or replayed (`exists`, which the ledger reports before whose the
+    /// accounts are), and nothing was recorded. A batch looks up first, since some of its transfers
+    /// could land beside one the lookups would refuse.
     public func transfer(_ requests: [TransferRequest], atomic: Bool, by identity: Identity, field: (Int) -> String) async throws -> [TransferResult] {
         let principal = MoneyModel.principal(for: identity)
-        let ledger = Ledger(pool: pool)
         guard atomic, requests.count == 1 else {
             try await check(requests, lookups: true, principal: principal, identity, field: field)
-            return try await ledger.createTransfers(requests, atomic: atomic, principal: principal)
+            return try await Ledger(pool: pool).createTransfers(requests, atomic: atomic, principal: principal)
         }
         try await check(requests, lookups: false, principal: principal, identity, field: field)
-        let results = try await ledger.createTransfers(requests, atomic: true, principal: principal)
-        if results.allSatisfy({ $0.outcome == .ok }) { return results }
-        try await check(requests, lookups: true, principal: principal, identity, field: field)
-        return results
+        let result = try await singleTransfers.createTransfer(requests[0], principal: principal)
+        if result.outcome != .ok { try await check(requests, lookups: true, principal: principal, identity, field: field) }
+        return [result]
     }
 
     /// Throws the first refusal of `requests` in order: ids must be a client's and a tenant's codes

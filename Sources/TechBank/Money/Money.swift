@@ -57,8 +57,15 @@ public struct Money: Sendable {
     public static let maxAccountsListed = 1_000
 
     public let pool: PostgresPool
+    /// Where clients' single transfers go: concurrent ones share a ledger call.
+    public let singleTransfers: GroupCommit
 
-    public init(pool: PostgresPool) { self.pool = pool }
+    /// - Parameter singleTransfers: share one across every `Money` of a server, so that all its
+    ///   clients' single transfers are grouped together; by default this `Money` has its own.
+    public init(pool: PostgresPool, singleTransfers: GroupCommit? = nil) {
+        self.pool = pool
+        self.singleTransfers = singleTransfers ?? GroupCommit(pool: pool)
+    }
 
     /// Credits `organizationID`'s operating account from the bank's settlement account (a
     /// payment received under `externalRef`), or the reverse for a withdrawal.
