@@ -110,7 +110,8 @@ public struct EmbeddedPostgres: Sendable {
             logger.info("creating embedded PostgreSQL cluster", metadata: ["directory": "\(options.directory)"])
             _ = try run(binary("initdb"), ["-D", dataDirectory, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8"])
         }
-        if try postmasterIsRunning(logger: logger) {
+        // A server killed a moment ago can still look alive for a while: it must also answer.
+        if try postmasterIsRunning(logger: logger), try waitUntilAcceptingConnections(logger: logger) {
             logger.info("embedded PostgreSQL already running; reusing it", metadata: ["directory": "\(options.directory)"])
             return false
         }
@@ -138,19 +139,22 @@ public struct EmbeddedPostgres: Sendable {
                 sleep(1)
             }
         }
-        try waitUntilAcceptingConnections()
+        guard try waitUntilAcceptingConnections(logger: logger) else { throw EmbeddedPostgresError("the embedded PostgreSQL exited while starting; see \(logFile)") }
         logger.info("embedded PostgreSQL started", metadata: ["directory": "\(options.directory)", "port": "\(options.port)"])
         return true
     }
 
     /// Waits (at most 120 s) until the server accepts connections on its socket: `pg_isready`
     /// answers 0 then, 1 while it starts up or recovers, 2 while nothing answers.
-    private func waitUntilAcceptingConnections() throws {
+    /// - Returns: true once it accepts connections; false if the server `postmaster.pid` names is
+    ///   gone meanwhile (the stale file is then removed).
+    private func waitUntilAcceptingConnections(logger: Logger) throws -> Bool {
         let deadline = Date().addingTimeInterval(120)
         while true {
             let arguments = ["-h", options.directory, "-p", String(options.port), "-U", "postgres", "-t", "5"]
             let (exitCode, output) = try run(binary("pg_isready"), arguments, allowedExitCodes: [0, 1, 2])
-            if exitCode == 0 { return }
+            if exitCode == 0 { return true }
+            guard try postmasterIsRunning(logger: logger) else { return false }
             guard Date() < deadline else {
                 throw EmbeddedPostgresError("the embedded PostgreSQL did not accept connections within 120 s (\(output)); see \(logFile)")
             }

@@ -78,6 +78,32 @@ struct EmbeddedPostgresTests {
         connection.close()
     }
 
+    @Test("a server killed a moment ago, still alive for a while, is waited out and then started anew, not taken for running")
+    func aDyingServerIsNotReused() async throws {
+        let directory = NSTemporaryDirectory() + "techbank-embedded-\(UUID().uuidString.prefix(8))"
+        var options = EmbeddedPostgres.Options(directory: directory)
+        options.port = 5437
+        let cluster = try EmbeddedPostgres(options: options)
+        defer { try? cluster.destroy() }
+        #expect(try await cluster.start(logger: TestDatabase.logger))
+        try await cluster.stop(logger: TestDatabase.logger)
+        // As right after a SIGKILL: postmaster.pid names a `postgres` process working in the data
+        // directory that still lives for a moment, but no longer answers.
+        let dying = directory + "/postgres"
+        try FileManager.default.copyItem(atPath: "/bin/sleep", toPath: dying)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: dying)
+        process.arguments = ["2"]
+        process.currentDirectoryURL = URL(fileURLWithPath: directory + "/data")
+        try process.run()
+        #expect(FileManager.default.createFile(atPath: directory + "/data/postmaster.pid",
+                                               contents: Data("\(process.processIdentifier)\n\(directory)/data\n".utf8)))
+        #expect(try await cluster.start(logger: TestDatabase.logger), "started by this call once the old one was gone")
+        #expect(!process.isRunning)
+        let connection = try await PostgresConnection.connect(conninfo: cluster.conninfo, statementTimeoutMilliseconds: 5_000, threadPool: .singleton)
+        connection.close()
+    }
+
     @Test("a socket lock file naming a process that is not this cluster's server does not block the next start")
     func aStaleSocketLockIsRemoved() async throws {
         let directory = NSTemporaryDirectory() + "techbank-embedded-\(UUID().uuidString.prefix(8))"
