@@ -72,6 +72,9 @@ public struct Organizations: Sendable {
     public static let adminKeyID = UUID(uuidString: "00000000-0000-0000-0000-00000000a001")!
 
     public let pool: PostgresPool
+    /// Keys recently found valid (`authenticate`); share one `Organizations` across a server so
+    /// that its revocations reach its cache.
+    let checkedKeys = CheckedKeys()
 
     public init(pool: PostgresPool) { self.pool = pool }
 
@@ -188,7 +191,8 @@ public struct Organizations: Sendable {
 
     /// Revokes a key of an organization. Returns false if the organization has no such key.
     public func revokeKey(_ keyID: UUID, of organizationID: UUID) async throws -> Bool {
-        try await pool.withTransaction { connection in
+        defer { checkedKeys.forget(keyID: keyID) }  // once committed, or not: either way not trusted from memory
+        return try await pool.withTransaction { connection in
             let rows = try await connection.query(
                 "SELECT revoked_at IS NOT NULL FROM techbank.api_keys WHERE id = $1 AND organization_id = $2 FOR UPDATE", [keyID, organizationID])
             guard let row = rows.first else { return false }
@@ -202,8 +206,15 @@ public struct Organizations: Sendable {
     }
 
     /// The identity a presented secret belongs to, or nil for an unknown or revoked key.
+    ///
+    /// A key found valid is trusted without asking the database again for `CheckedKeys.trustedFor`
+    /// (one second): a key revoked through this `Organizations` is refused at once, one revoked
+    /// elsewhere (another server) within that second. Unknown keys are never remembered.
     public func authenticate(secret: String) async throws -> Identity? {
         guard secret.hasPrefix(Self.keyPrefix), secret.utf8.count <= 200 else { return nil }
+        let hash = Self.hash(secret)
+        if let identity = checkedKeys.identity(hash: hash) { return identity }
+        let lookup = checkedKeys.lookupStarted()
         let rows = try await pool.withConnection { connection in
             try await connection.query(
                 """
@@ -211,10 +222,12 @@ public struct Organizations: Sendable {
                   JOIN techbank.organizations o ON o.id = k.organization_id
                  WHERE k.key_hash = $1 AND k.revoked_at IS NULL
                 """,
-                [Self.hash(secret)])
+                [hash])
         }
         guard let row = rows.first, let kind = OrganizationKind(rawValue: try row.decode(String.self, at: 2)) else { return nil }
-        return Identity(organizationID: try row.decode(UUID.self, at: 1), kind: kind, subParkID: try row.decode(UUID?.self, at: 3), keyID: try row.decode(UUID.self, at: 0))
+        let identity = Identity(organizationID: try row.decode(UUID.self, at: 1), kind: kind, subParkID: try row.decode(UUID?.self, at: 3), keyID: try row.decode(UUID.self, at: 0))
+        checkedKeys.remember(identity, hash: hash, lookup: lookup)
+        return identity
     }
 
     /// Makes sure the operator organization exists and has an admin key. With `adminKey`, the

@@ -27,6 +27,29 @@ struct AuthTests {
         }
     }
 
+    @Test("a key revoked behind this server's back (by another server) is refused within a second; keys are remembered, not their absence")
+    func aKeyRevokedElsewhereIsRefusedWithinASecond() async throws {
+        try await withAPI { api in
+            let org = try await api.createOrganization("Acme", kind: "enterprise")
+            #expect(try await api.call(.get, "/v1/organizations/\(org.id)", key: org.key).status == .ok)
+            try await api.pool.withConnection { connection in
+                try await connection.query("UPDATE techbank.api_keys SET revoked_at = now() WHERE id = $1", [UUID(uuidString: org.keyID)!])
+            }
+            try await Task.sleep(for: .milliseconds(1_100))
+            expectProblem(try await api.call(.get, "/v1/organizations/\(org.id)", key: org.key), .unauthorized, "unauthorized")
+
+            // A key issued elsewhere after this server was refused it once works at once.
+            let unknown = "tbk_" + String(repeating: "a", count: 40)
+            expectProblem(try await api.call(.get, "/v1/organizations/\(org.id)", key: unknown), .unauthorized, "unauthorized")
+            try await api.pool.withConnection { connection in
+                try await connection.query(
+                    "INSERT INTO techbank.api_keys (id, organization_id, key_hash) VALUES ($1, $2, sha256(convert_to($3, 'UTF8')))",
+                    [UUID(), UUID(uuidString: org.id)!, unknown])
+            }
+            #expect(try await api.call(.get, "/v1/organizations/\(org.id)", key: unknown).status == .ok)
+        }
+    }
+
     @Test func aRevokedKeyIs401AndOtherKeysKeepWorking() async throws {
         try await withAPI { api in
             let org = try await api.createOrganization("Acme", kind: "enterprise")

@@ -6,6 +6,7 @@
 //   connections  pooled connections opened, and how many distinct journal shards they map to
 //   warmup   single transfers whose numbers are discarded (plans cached, connections open)
 //   single   `Ledger.createTransfer` (one posted transfer per database transaction) from N tasks
+//   grouped  the same through `GroupCommit`, where concurrent transfers share a ledger call
 //   batched  `Ledger.createTransfers(_:atomic: true)` with --batch-size transfers per call
 //   check    the database agrees with what the client saw (row count, debits == credits)
 // Anything that is not outcome `ok` is a failure: it is counted, the first few are printed on
@@ -176,24 +177,32 @@ struct LedgerBench: AsyncParsableCommand {
         var allSucceeded = true
         var okTransfers = 0
 
+        let groupCommit = GroupCommit(pool: pool)
+        let alone: @Sendable (TransferRequest) async throws -> TransferResult = { try await ledger.createTransfer($0) }
+        let grouped: @Sendable (TransferRequest) async throws -> TransferResult = { try await groupCommit.createTransfer($0) }
+
         if warmupSeconds > 0 {
-            let warmup = try await runSingle(ledger, accountIDs, for: warmupSeconds)
+            let warmup = try await runSingle(accountIDs, for: warmupSeconds, alone)
             okTransfers += warmup.stats.ok
             allSucceeded = report(warmup.stats, phase: "warmup") && allSucceeded
             emit("warmup", [("count", "\(warmup.stats.ok)"), ("failures", "\(warmup.stats.failureCount)")])
         }
 
-        let single = try await runSingle(ledger, accountIDs, for: seconds)
-        okTransfers += single.stats.ok
-        allSucceeded = report(single.stats, phase: "single") && allSucceeded
-        let singleLatency = single.stats.latencies.sorted()
-        emit("single", [
-            ("transfers_per_second", fixed(Double(single.stats.ok) / single.elapsed, 1)),
-            ("count", "\(single.stats.ok)"), ("failures", "\(single.stats.failureCount)"),
-            ("elapsed_s", fixed(single.elapsed, 3)), ("concurrency", "\(concurrency)"),
-            ("p50_ms", fixed(percentile(singleLatency, 50), 2)), ("p90_ms", fixed(percentile(singleLatency, 90), 2)),
-            ("p99_ms", fixed(percentile(singleLatency, 99), 2)), ("max_ms", fixed(singleLatency.last ?? .nan, 2)),
-        ])
+        // Single transfers, each its own ledger call; then the same through group commit, where
+        // concurrent ones share a call.
+        for (phase, create) in [("single", alone), ("grouped", grouped)] {
+            let single = try await runSingle(accountIDs, for: seconds, create)
+            okTransfers += single.stats.ok
+            allSucceeded = report(single.stats, phase: phase) && allSucceeded
+            let singleLatency = single.stats.latencies.sorted()
+            emit(phase, [
+                ("transfers_per_second", fixed(Double(single.stats.ok) / single.elapsed, 1)),
+                ("count", "\(single.stats.ok)"), ("failures", "\(single.stats.failureCount)"),
+                ("elapsed_s", fixed(single.elapsed, 3)), ("concurrency", "\(concurrency)"),
+                ("p50_ms", fixed(percentile(singleLatency, 50), 2)), ("p90_ms", fixed(percentile(singleLatency, 90), 2)),
+                ("p99_ms", fixed(percentile(singleLatency, 99), 2)), ("max_ms", fixed(singleLatency.last ?? .nan, 2)),
+            ])
+        }
 
         let batched = try await runBatched(ledger, accountIDs, tasks: batchTasks, for: seconds)
         okTransfers += batched.stats.ok
@@ -249,8 +258,9 @@ struct LedgerBench: AsyncParsableCommand {
         }
     }
 
-    /// `concurrency` tasks, each calling `createTransfer` in a loop until the deadline.
-    private func runSingle(_ ledger: Ledger, _ accountIDs: [UUID], for duration: Double) async throws -> (stats: Stats, elapsed: Double) {
+    /// `concurrency` tasks, each creating one transfer at a time with `create` until the deadline.
+    private func runSingle(_ accountIDs: [UUID], for duration: Double,
+                           _ create: @escaping @Sendable (TransferRequest) async throws -> TransferResult) async throws -> (stats: Stats, elapsed: Double) {
         let currency = currency
         let start = ContinuousClock.now
         let deadline = start + .seconds(duration)
@@ -262,7 +272,7 @@ struct LedgerBench: AsyncParsableCommand {
                         let request = randomTransfer(accountIDs, currency: currency)
                         let began = ContinuousClock.now
                         do {
-                            let result = try await ledger.createTransfer(request)
+                            let result = try await create(request)
                             stats.latencies.append(milliseconds(ContinuousClock.now - began))
                             stats.calls += 1
                             stats.record(result)
