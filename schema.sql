@@ -415,6 +415,8 @@ $$;
 --               The effective owner of an element is owner_id, else p_owner; an element with an
 --               owner is bound by it and by p_reserved_codes as above; one without acts for the
 --               ledger's operator.
+--   alone       true: the transfer is an atomic batch of its own within the call: its refusal
+--               changes nothing (an expired hold it resolves is left for expire_pending).
 --   actor_id, key_id, request_id
 --               whom its journal entries name. An element with none of the three keys is
 --               journaled with the session's settings (techbank.actor_id, techbank.key_id,
@@ -442,7 +444,7 @@ DECLARE
     i_id uuid[]; i_kind text[]; i_debit uuid[]; i_credit uuid[]; i_currency text[]; i_amount bigint[];
     i_code text[]; i_meta jsonb[]; i_timeout integer[]; i_pending uuid[];
     -- per transfer: whom it acts for (NULL: the operator) and whom its journal entry names
-    i_owner uuid[]; i_actor uuid[]; i_key uuid[]; i_request text[];
+    i_owner uuid[]; i_actor uuid[]; i_key uuid[]; i_request text[]; i_alone boolean[];
     -- referenced pending transfers that were stored before this call
     pd_debit uuid[] := '{}'; pd_credit uuid[] := '{}'; pd_amount bigint[] := '{}';
     pd_currency text[] := '{}'; pd_expires timestamptz[] := '{}'; pd_code text[] := '{}';
@@ -472,11 +474,11 @@ BEGIN
         SELECT count(*)::integer, array_agg(x.id), array_agg(x.kind), array_agg(x.debit), array_agg(x.credit),
                array_agg(x.currency), array_agg(x.amount), array_agg(x.code), array_agg(x.meta),
                array_agg(x.timeout), array_agg(x.pending), array_agg(coalesce(x.owner, p_owner)),
-               array_agg(x.actor), array_agg(x.key_id), array_agg(x.request),
+               array_agg(x.actor), array_agg(x.key_id), array_agg(x.request), array_agg(x.alone),
                min(x.n) FILTER (WHERE x.problem IS NOT NULL),
                (array_agg(x.problem) FILTER (WHERE x.problem IS NOT NULL))[1]
         INTO v_n, i_id, i_kind, i_debit, i_credit, i_currency, i_amount, i_code, i_meta, i_timeout,
-             i_pending, i_owner, i_actor, i_key, i_request, v_bad, v_problem
+             i_pending, i_owner, i_actor, i_key, i_request, i_alone, v_bad, v_problem
         FROM (SELECT f.*, CASE
                   WHEN NOT f.is_object THEN 'must be an object'
                   WHEN f.id IS NULL THEN 'id is required'
@@ -503,7 +505,7 @@ BEGIN
                            CASE WHEN e.j->>'kind' <> 'void_pending' THEN (e.j->>'amount')::bigint END AS amount,
                            coalesce(e.j->>'code', 'transfer') AS code, nullif(e.j->'metadata', 'null') AS meta,
                            (e.j->>'timeout_seconds')::integer AS timeout, (e.j->>'pending_id')::uuid AS pending,
-                           (e.j->>'owner_id')::uuid AS owner,
+                           (e.j->>'owner_id')::uuid AS owner, coalesce((e.j->>'alone')::boolean, false) AS alone,
                            CASE WHEN e.j ?| '{actor_id,key_id,request_id}' THEN (e.j->>'actor_id')::uuid
                                 ELSE ledger.session_setting('techbank.actor_id')::uuid END AS actor,
                            CASE WHEN e.j ?| '{actor_id,key_id,request_id}' THEN (e.j->>'key_id')::uuid
@@ -645,8 +647,9 @@ BEGIN
                         v_diff := ledger.transfer_differences(i_id[i], v_kind, NULL, NULL, i_amount[i], NULL,
                             i_code[i], i_meta[i], NULL, v_pid);
                         v_checked := true;
-                        -- Release it now, exactly as expire_pending would (an atomic batch rolls back instead).
-                        IF NOT p_atomic AND v_diff IS NULL THEN
+                        -- Release it now, exactly as expire_pending would (an atomic batch rolls back
+                        -- instead, and a transfer alone changes nothing when refused).
+                        IF NOT p_atomic AND NOT i_alone[i] AND v_diff IS NULL THEN
                             DELETE FROM ledger.open_holds h WHERE h.pending_id = v_pid;
                             IF FOUND THEN
                                 INSERT INTO ledger.pending_resolutions (pending_id, resolution) VALUES (v_pid, 'expired');

@@ -10,8 +10,9 @@ import Synchronization
 ///   run; otherwise it waits for the next call, which takes everything queued (up to `maxGroup`).
 ///   The busier the ledger, the larger the groups.
 /// - Each transfer keeps its own principal (`owner_id` of its element) and its own journal
-///   attribution (the caller's `PostgresSession.settings`), and the group is not atomic: one
-///   transfer's refusal never touches another's.
+///   attribution (the caller's `PostgresSession.settings`). The group is not atomic, and each
+///   transfer in it stands `alone`, as an atomic batch of one: one transfer's refusal never
+///   touches another's, and changes nothing (an expired hold it resolves is not released).
 /// - A call that fails as a whole (rolled back, nothing applied) is retried transfer by transfer,
 ///   so an error one caller's transfer causes is that caller's alone; when the database is
 ///   unavailable, every caller of the call gets that error (its outcome is in doubt: a retry with
@@ -73,7 +74,7 @@ public final class GroupCommit: Sendable {
     /// Creates one transfer as `Ledger.createTransfer(_:principal:)` does, sharing its transaction
     /// with concurrent callers'. The journal names the caller's `PostgresSession.settings`.
     public func createTransfer(_ request: TransferRequest, principal: Principal? = nil) async throws -> TransferResult {
-        let element = try Ledger.wireJSON(request, index: 0, owner: principal?.ownerID, attribution: JournalAttribution(PostgresSession.settings))
+        let element = try Ledger.wireJSON(request, index: 0, grouped: (principal?.ownerID, JournalAttribution(PostgresSession.settings)))
         return try await withCheckedThrowingContinuation { continuation in
             let waiting = Waiting(element: element, reservedCodes: principal?.reservedCodes, continuation: continuation)
             let group: [Waiting]? = state.withLock { state in

@@ -295,14 +295,17 @@ public struct Ledger: Sendable {
             createdAt: try row.decode(Date.self, "created_at"))
     }
 
-    /// One element of `ledger.create_transfers`' input, acting for `owner` if given and journaled
-    /// with `attribution` if given (else with the session's settings). Every interpolated value is a
+    /// One element of `ledger.create_transfers`' input. A group commit's element (`grouped`) stands
+    /// alone (its refusal changes nothing), acts for `owner` if given, and is journaled with
+    /// `attribution` if given (else with the session's settings). Every interpolated value is a
     /// UUID, an integer, a validated code or currency, or JSON the server parses as such.
-    static func wireJSON(_ request: TransferRequest, index: Int, owner: UUID? = nil, attribution: JournalAttribution? = nil) throws -> String {
+    static func wireJSON(_ request: TransferRequest, index: Int,
+                         grouped: (owner: UUID?, attribution: JournalAttribution?)? = nil) throws -> String {
         try validate(code: request.code, field: "transfers[\(index)].code")
         var fields = [#""id":"\#(request.id.uuidString)""#, #""code":"\#(request.code)""#]
-        if let owner { fields.append(#""owner_id":"\#(owner.uuidString)""#) }
-        if let attribution {
+        if grouped != nil { fields.append(#""alone":true"#) }
+        if let owner = grouped?.owner { fields.append(#""owner_id":"\#(owner.uuidString)""#) }
+        if let attribution = grouped?.attribution {
             fields.append(#""actor_id":\#(attribution.actorID.map { "\"\($0.uuidString)\"" } ?? "null")"#)
             fields.append(#""key_id":\#(attribution.keyID.map { "\"\($0.uuidString)\"" } ?? "null")"#)
             fields.append(#""request_id":\#(attribution.requestID.map(jsonString) ?? "null")"#)

@@ -127,6 +127,20 @@ struct GroupCommitTests {
         }
     }
 
+    @Test("a grouped transfer refused changes nothing, as alone: resolving an expired hold does not release it")
+    func aRefusedGroupedTransferChangesNothing() async throws {
+        try await TestDatabase.withPool(template: .ledger) { pool throws in
+            let s = try await Setup(pool)
+            let hold = try await s.bank.hold(s.bankAccount, s.other, 70, timeout: 1)
+            try await Task.sleep(for: .milliseconds(1_500))
+            let post = TransferRequest(id: UUID(), action: .postPending(pendingID: hold.id, amount: nil))
+            #expect(try await s.committer.createTransfer(post).outcome == .pendingTransferExpired)
+            #expect(try await s.bank.resolutions()[hold.id] == nil, "left for the sweep, as an atomic transfer alone leaves it")
+            #expect(try await s.bank.balances(s.other) == Balances(creditsPending: 70))
+            #expect(try await s.bank.ledger.expirePending() == 1)
+        }
+    }
+
     @Test("a transfer that makes its group's call fail is retried alone: the others land, it alone is refused")
     func aCallFailingAsAWholeIsRetriedTransferByTransfer() async throws {
         try await TestDatabase.withPool(template: .ledger) { pool throws in
