@@ -42,7 +42,7 @@ public func buildRouter(configuration: ServerConfiguration, pool: PostgresPool) 
         let usage = await pool.usage()
         var headers = HTTPFields()
         headers[.contentType] = "text/plain; version=0.0.4"
-        let text = metrics.render(pool: usage, maxConnections: pool.configuration.maxConnections)
+        let text = metrics.render(pool: usage, maxConnections: pool.configuration.maxConnections, groupCommit: money.singleTransfers.load)
         return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
     }
     router.get("openapi.json") { _, _ in

@@ -33,7 +33,7 @@ final class Metrics: Sendable {
         state.withLock { $0.transferOutcomes[outcome, default: 0] += 1 }
     }
 
-    func render(pool: (open: Int, leased: Int, waiting: Int), maxConnections: Int) -> String {
+    func render(pool: (open: Int, leased: Int, waiting: Int), maxConnections: Int, groupCommit: (waiting: Int, callsInFlight: Int)) -> String {
         let snapshot = state.withLock { $0 }
         var out = "# HELP techbank_http_requests_total HTTP requests by method, route and status.\n# TYPE techbank_http_requests_total counter\n"
         let keys = snapshot.requests.keys.sorted { ($0.route, $0.method, $0.status) < ($1.route, $1.method, $1.status) }
@@ -60,6 +60,9 @@ final class Metrics: Sendable {
         out += "techbank_db_pool_connections{state=\"max\"} \(maxConnections)\n"
         out += "# HELP techbank_db_pool_waiters Callers waiting for a database connection.\n# TYPE techbank_db_pool_waiters gauge\n"
         out += "techbank_db_pool_waiters \(pool.waiting)\n"
+        out += "# HELP techbank_transfer_group_commit Single transfers waiting for a shared ledger call, and such calls running.\n# TYPE techbank_transfer_group_commit gauge\n"
+        out += "techbank_transfer_group_commit{state=\"waiting\"} \(groupCommit.waiting)\n"
+        out += "techbank_transfer_group_commit{state=\"calls_in_flight\"} \(groupCommit.callsInFlight)\n"
         return out
     }
 

@@ -46,8 +46,11 @@ struct MetricsTests {
             #expect(value(#"techbank_db_pool_connections{state="leased"}"#) != nil)
             #expect(value(#"techbank_db_pool_connections{state="max"}"#) == 4)
             #expect(value("techbank_db_pool_waiters") != nil)
+            #expect(value(#"techbank_transfer_group_commit{state="waiting"}"#) == 0, "nothing waits once the transfers are answered")
+            #expect(value(#"techbank_transfer_group_commit{state="calls_in_flight"}"#).map { (0...2).contains($0) } == true, "at most maxCallsInFlight")
             for family in ["techbank_http_requests_total counter", "techbank_http_request_duration_seconds histogram",
-                           "techbank_ledger_transfers_total counter", "techbank_db_pool_connections gauge", "techbank_db_pool_waiters gauge"] {
+                           "techbank_ledger_transfers_total counter", "techbank_db_pool_connections gauge", "techbank_db_pool_waiters gauge",
+                           "techbank_transfer_group_commit gauge"] {
                 #expect(lines.contains("# TYPE \(family)"), "missing # TYPE \(family)")
             }
 
