@@ -113,6 +113,10 @@ public final class GroupCommit: Sendable {
     private func apply(_ group: [Waiting]) async {
         do {
             let results = try await call(group.map(\.element), reservedCodes: group.first { $0.reservedCodes != nil }?.reservedCodes)
+            // Every caller must be answered: a short answer would leave some waiting forever.
+            guard results.count == group.count else {
+                throw PostgresError(code: .decoding, message: "the ledger answered \(results.count) results for \(group.count) transfers")
+            }
             for (waiting, result) in zip(group, results) {
                 waiting.continuation.resume(returning: TransferResult(index: 0, id: result.id, outcome: result.outcome, detail: result.detail, transfer: result.transfer))
             }
