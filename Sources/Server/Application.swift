@@ -20,6 +20,8 @@ public struct ServerConfiguration: Sendable {
     /// Signs the audit log's checkpoints; its name is the checkpoints' origin. Default: a new key
     /// on every start (`techbank serve` loads a persistent one).
     public var auditSigner = CheckpointSigner(name: "techbank.example/journal")
+    /// Limits of `GET /v1/events/stream`.
+    var eventStreams = EventStreamController.Limits()
 
     public init() {}
 }
@@ -69,7 +71,9 @@ public func buildRouter(configuration: ServerConfiguration, pool: PostgresPool) 
     DealController(deals: deals, matches: matches, organizations: organizations, idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes)
         .register(on: v1)
     let audit = AuditLog(pool: pool)
-    AuditController(audit: audit, scope: AuditScope(log: audit), signer: configuration.auditSigner).register(on: v1)
+    let scope = AuditScope(log: audit)
+    AuditController(audit: audit, scope: scope, signer: configuration.auditSigner).register(on: v1)
+    EventStreamController(scope: scope, limits: configuration.eventStreams).register(on: v1)
     MoneyController(money: money, organizations: organizations, idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes)
         .register(on: v1)
     ReportController(reports: Reports(pool: pool)).register(on: v1)

@@ -1,0 +1,189 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Ledger
+import ServiceLifecycle
+import Synchronization
+import TechBank
+
+/// `GET /v1/events/stream`: the journal events the caller may read (the rule of
+/// `GET /v1/audit/events`, `AuditScope`), pushed as Server-Sent Events as they are sequenced:
+/// `id: <seq>`, `event: <type>`, `data: <the event as GET /v1/audit/events/{seq} shows it>`.
+///
+/// A stream starts after the newest event, or after `Last-Event-ID` (a `seq`) to resume without a
+/// gap. A comment line every `heartbeat` keeps idle connections open. Limits: `maxPerOrganization`
+/// streams per organization and `maxStreams` in all (429 beyond), each open at most `maxDuration`
+/// (then it ends and the client resumes with `Last-Event-ID`); a stream ends when the server shuts
+/// down gracefully.
+extension HTTPField.Name {
+    static let lastEventID = Self("Last-Event-ID")!
+}
+
+struct EventStreamController: Sendable {
+    struct Limits: Sendable {
+        var maxPerOrganization = 4
+        var maxStreams = 256
+        var maxDuration: Duration = .seconds(3_600)
+        var heartbeat: Duration = .seconds(15)
+        /// How often a stream looks for new events (one query per `poll` for all streams, one per
+        /// stream only when there are new events).
+        var poll: Duration = .milliseconds(250)
+        /// Events read at once.
+        var page = 100
+    }
+
+    let scope: AuditScope
+    let head: JournalHead
+    let limits: Limits
+    private let open = OpenStreams()
+
+    init(scope: AuditScope, limits: Limits = Limits()) {
+        self.scope = scope
+        self.head = JournalHead(audit: scope.log, maxAge: limits.poll)
+        self.limits = limits
+    }
+
+    func register(on router: some RouterMethods<AppRequestContext>) {
+        router.get("events/stream") { request, context in try await stream(request, context) }
+    }
+
+    func stream(_ request: Request, _ context: AppRequestContext) async throws -> Response {
+        let identity = try context.requireIdentity()
+        guard Self.acceptsEventStream(request.headers[.accept]) else {
+            throw APIError(.notAcceptable, code: "not_acceptable", "this resource is text/event-stream; send Accept: text/event-stream")
+        }
+        let resumeAfter = try request.headers[.lastEventID].map { text in
+            guard let seq = Int(text), seq >= 0 else {
+                throw APIError.badRequest("Last-Event-ID", "must be the seq (a non-negative integer) of an event this stream sent")
+            }
+            return seq
+        }
+        guard let slot = open.take(for: identity.organizationID, limits: limits) else {
+            var error = APIError(.tooManyRequests, code: "too_many_streams",
+                                 "at most \(limits.maxPerOrganization) event streams per organization (\(limits.maxStreams) in all) may be open; close one first")
+            error.headers[.retryAfter] = "15"
+            throw error
+        }
+        let after: Int
+        if let resumeAfter { after = resumeAfter } else { after = try await head.size() - 1 }
+        var headers = HTTPFields()
+        headers[.contentType] = "text/event-stream"
+        headers[.cacheControl] = "no-store"
+        let (scope, head, limits) = (scope, head, limits)
+        return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+            _ = slot  // held, and so counted, as long as the stream runs
+            try await Self.run(after: after, identity: identity, scope: scope, head: head, limits: limits, writer: &writer)
+        })
+    }
+
+    /// Writes events until the client goes away, the stream's time is up or the server shuts down.
+    static func run(after start: Int, identity: Identity, scope: AuditScope, head: JournalHead, limits: Limits,
+                    writer: inout any ResponseBodyWriter) async throws {
+        let clock = ContinuousClock()
+        let deadline = clock.now + limits.maxDuration
+        var after = start
+        try await writer.write(ByteBuffer(string: ": events after \(after)\n\n"))
+        var lastWrite = clock.now
+        while clock.now < deadline, !Task.isShuttingDownGracefully {
+            let size = try await head.size()
+            if size - 1 > after {
+                let entries = try await scope.entries(AuditLog.Filter(), visibleTo: identity, after: after, limit: limits.page)
+                var text = ""
+                for entry in entries {
+                    let data = String(decoding: try Reply.json(AuditController.EventBody(entry: entry)).body, as: UTF8.self)
+                    text += "id: \(entry.leafIndex)\nevent: \(entry.eventType)\ndata: \(data)\n\n"
+                }
+                // Fewer than a page: nothing else the caller may read was sequenced up to `size`.
+                after = entries.count < limits.page ? max(entries.last?.leafIndex ?? after, size - 1) : entries[entries.count - 1].leafIndex
+                if !text.isEmpty {
+                    try await writer.write(ByteBuffer(string: text))
+                    lastWrite = clock.now
+                }
+                if entries.count == limits.page { continue }
+            }
+            if clock.now - lastWrite >= limits.heartbeat {
+                try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
+                lastWrite = clock.now
+            }
+            try await Task.sleep(for: limits.poll)
+        }
+        try await writer.finish(nil)
+    }
+
+    /// Whether `Accept` (absent: anything) allows `text/event-stream`.
+    static func acceptsEventStream(_ accept: String?) -> Bool {
+        guard let accept else { return true }
+        return accept.lowercased().split(separator: ",").contains { range in
+            let parts = range.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
+            let q = parts.dropFirst().first { $0.hasPrefix("q=") }.flatMap { Double($0.dropFirst(2)) } ?? 1
+            return q > 0 && ["text/event-stream", "text/*", "*/*"].contains(parts.first ?? "")
+        }
+    }
+}
+
+/// The number of sequenced journal events (sequencing what was committed), read from the
+/// database at most once per `maxAge` however many streams ask; concurrent askers share one read.
+final class JournalHead: Sendable {
+    let audit: AuditLog
+    let maxAge: Duration
+    private let state = Mutex<(size: Int, readAt: ContinuousClock.Instant?, reading: Task<Int, any Error>?)>((0, nil, nil))
+
+    init(audit: AuditLog, maxAge: Duration) {
+        self.audit = audit
+        self.maxAge = maxAge
+    }
+
+    func size() async throws -> Int {
+        let (cached, reading): (Int?, Task<Int, any Error>?) = state.withLock { state in
+            if let readAt = state.readAt, ContinuousClock.now - readAt < maxAge { return (state.size, nil) }
+            if state.reading == nil {
+                let audit = audit
+                state.reading = Task { try await audit.sequence() }
+            }
+            return (nil, state.reading)
+        }
+        if let cached { return cached }
+        guard let reading else { return 0 }
+        let result = await reading.result
+        state.withLock { state in
+            guard state.reading == reading else { return }
+            state.reading = nil
+            if case .success(let size) = result { (state.size, state.readAt) = (max(state.size, size), .now) }
+        }
+        return try result.get()
+    }
+}
+
+/// The open streams, by organization. A `Slot` counts as long as it lives: it is released when
+/// the response holding it is gone, however the stream ended (or if it never started).
+final class OpenStreams: Sendable {
+    final class Slot: Sendable {
+        let organizationID: UUID
+        let streams: OpenStreams
+
+        init(_ organizationID: UUID, _ streams: OpenStreams) {
+            self.organizationID = organizationID
+            self.streams = streams
+        }
+
+        deinit { streams.release(organizationID) }
+    }
+
+    private let counts = Mutex<[UUID: Int]>([:])
+
+    func take(for organizationID: UUID, limits: EventStreamController.Limits) -> Slot? {
+        let taken = counts.withLock { counts in
+            guard counts.values.reduce(0, +) < limits.maxStreams, counts[organizationID, default: 0] < limits.maxPerOrganization else { return false }
+            counts[organizationID, default: 0] += 1
+            return true
+        }
+        return taken ? Slot(organizationID, self) : nil
+    }
+
+    fileprivate func release(_ organizationID: UUID) {
+        counts.withLock { counts in
+            counts[organizationID, default: 1] -= 1
+            if counts[organizationID] == 0 { counts[organizationID] = nil }
+        }
+    }
+}
