@@ -22,6 +22,8 @@ public struct ServerConfiguration: Sendable {
     public var auditSigner = CheckpointSigner(name: "techbank.example/journal")
     /// Limits of `GET /v1/events/stream`.
     var eventStreams = EventStreamController.Limits()
+    /// Webhooks: how secrets are sealed, where endpoints may be, how deliveries are retried.
+    public var webhooks = WebhookSettings()
 
     public init() {}
 }
@@ -74,6 +76,10 @@ public func buildRouter(configuration: ServerConfiguration, pool: PostgresPool) 
     let scope = AuditScope(log: audit)
     AuditController(audit: audit, scope: scope, signer: configuration.auditSigner).register(on: v1)
     EventStreamController(scope: scope, limits: configuration.eventStreams).register(on: v1)
+    WebhookController(
+        webhooks: Webhooks(pool: pool, secrets: configuration.webhooks.secrets, allowPrivateNetworks: configuration.webhooks.allowPrivateNetworks),
+        idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes
+    ).register(on: v1)
     MoneyController(money: money, organizations: organizations, idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes)
         .register(on: v1)
     ReportController(reports: Reports(pool: pool)).register(on: v1)

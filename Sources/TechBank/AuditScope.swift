@@ -75,6 +75,7 @@ public struct AuditScope: Sendable {
         WITH orgs AS (SELECT $1::uuid AS id UNION SELECT id FROM techbank.organizations WHERE $2 AND sub_park_id = $1)
         SELECT id FROM orgs
         UNION ALL SELECT id FROM techbank.api_keys WHERE organization_id IN (SELECT id FROM orgs)
+        UNION ALL SELECT id FROM techbank.webhooks WHERE organization_id IN (SELECT id FROM orgs)
         UNION ALL SELECT id FROM ledger.accounts WHERE owner_id IN (SELECT id FROM orgs)
         UNION ALL SELECT t.id FROM ledger.transfers t JOIN ledger.accounts a ON a.id = t.debit_account_id WHERE a.owner_id IN (SELECT id FROM orgs)
         UNION ALL SELECT t.id FROM ledger.transfers t JOIN ledger.accounts a ON a.id = t.credit_account_id WHERE a.owner_id IN (SELECT id FROM orgs)

@@ -122,6 +122,16 @@ struct Serve: AsyncParsableCommand {
         let keyFile = auditKeyFile ?? environment["TECHBANK_AUDIT_KEY_FILE"] ?? "\(database.resolvedDataDir)/audit-ed25519.key"
         server.auditSigner = CheckpointSigner(name: auditOrigin ?? environment["TECHBANK_AUDIT_ORIGIN"] ?? server.auditSigner.name,
                                               key: try CheckpointSigner.loadOrCreateKey(at: keyFile))
+        // Next to the audit key, and like it not in the database: a dump alone reveals no webhook secret.
+        server.webhooks.secrets = try WebhookSecrets.loadOrCreate(
+            at: environment["TECHBANK_WEBHOOK_KEY_FILE"] ?? URL(fileURLWithPath: keyFile).deletingLastPathComponent().appendingPathComponent("webhook-secrets.key").path)
+        server.webhooks.allowPrivateNetworks = environment["TECHBANK_WEBHOOK_ALLOW_PRIVATE_NETWORKS"] == "true"
+        if let text = environment["TECHBANK_WEBHOOK_RETRY_SECONDS"] {
+            guard let schedule = WebhookSettings.retrySchedule(text) else {
+                throw ValidationError("TECHBANK_WEBHOOK_RETRY_SECONDS must be 1 to 20 comma-separated delays of 1 to 86400 seconds")
+            }
+            server.webhooks.retrySchedule = schedule
+        }
 
         let (conninfo, embedded) = try await database.connect(logger: logger)
         let (version, application): (Int, PostgresConfiguration)
@@ -142,7 +152,8 @@ struct Serve: AsyncParsableCommand {
             let host = server.host
             let sweeper = LedgerSweeper(ledger: Ledger(pool: pool), logger: logger)
             let housekeeping = Housekeeping(pool: pool, logger: logger)
-            let app = buildApplication(configuration: server, pool: pool, services: [sweeper, housekeeping], logger: logger) { port in
+            let deliverer = WebhookDeliverer(pool: pool, settings: server.webhooks, logger: logger)
+            let app = buildApplication(configuration: server, pool: pool, services: [sweeper, housekeeping, deliverer], logger: logger) { port in
                 logger.info("TechBank listening on http://\(host):\(port)", metadata: [
                     "database": "\(databaseDescription)", "schema_version": "\(version)",
                 ])

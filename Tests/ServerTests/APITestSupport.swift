@@ -239,18 +239,21 @@ struct API: Sendable {
 }
 
 /// Boots the app on a fresh database whose operator has `operatorKey`, and runs `body` against it.
-func withAPI(maxBodyBytes: Int? = nil, _ body: @escaping @Sendable (API) async throws -> Void) async throws {
+func withAPI(maxBodyBytes: Int? = nil, configure: (inout ServerConfiguration) -> Void = { _ in },
+             _ body: @escaping @Sendable (API) async throws -> Void) async throws {
     try await TestDatabase.withPool(template: .techbank) { pool in
-        try await withAPI(on: pool, maxBodyBytes: maxBodyBytes, body)
+        try await withAPI(on: pool, maxBodyBytes: maxBodyBytes, configure: configure, body)
     }
 }
 
 /// Boots the app on the database of `pool`, which holds the schema, and runs `body` against it.
 /// The app has a pool of its own, configured like `pool` but working as `Schema.applicationRole`.
-func withAPI(on pool: PostgresPool, maxBodyBytes: Int? = nil, _ body: @escaping @Sendable (API) async throws -> Void) async throws {
+func withAPI(on pool: PostgresPool, maxBodyBytes: Int? = nil, configure: (inout ServerConfiguration) -> Void = { _ in },
+             _ body: @escaping @Sendable (API) async throws -> Void) async throws {
     _ = try await Organizations(pool: pool).bootstrapOperator(adminKey: operatorKey)
     var configuration = ServerConfiguration()
     if let maxBodyBytes { configuration.maxBodyBytes = maxBodyBytes; configuration.maxBatchBodyBytes = maxBodyBytes }
+    configure(&configuration)
     // The app works as the server does, with least privilege; the test's own SQL uses `pool`.
     var application = pool.configuration
     application.role = Schema.applicationRole
