@@ -43,7 +43,18 @@ struct WebhookPoster: Sendable {
 
     private func exchange(host: String, port: Int, tls: Bool, url: URL, headers: [(String, String)], body: ByteBuffer) async throws -> Int {
         let address = try await resolve(host, port: port)
+        // Every way out completes the promise: NIO treats one left pending as a leak.
         let answer = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: Int.self)
+        do {
+            return try await send(to: address, host: host, tls: tls, url: url, headers: headers, body: body, answer: answer)
+        } catch {
+            answer.fail(error)
+            throw error
+        }
+    }
+
+    private func send(to address: SocketAddress, host: String, tls: Bool, url: URL, headers: [(String, String)], body: ByteBuffer,
+                      answer: EventLoopPromise<Int>) async throws -> Int {
         let sslContext = tls ? try Self.tls.get() : nil
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connectTimeout(.seconds(5))

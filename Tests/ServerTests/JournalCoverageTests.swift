@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Postgres
+import TechBank
 import Testing
 
 /// "Nothing that changes state escapes the journal": every state-changing operation (POST, PUT,
@@ -255,6 +256,35 @@ struct JournalCoverageTests {
                         subject: .id(id))
         }),
 
+        // MARK: Webhooks
+        ("POST /v1/webhooks", { w in
+            let broker = try await w.api.createOrganization("Subscribing Broker", kind: "broker")
+            return Call(caller: broker, uri: "/v1/webhooks", json: ["url": "https://crm.example.com/hooks", "event_types": ["deal_signed"]],
+                        status: .created, subject: .responseID)
+        }),
+        ("PATCH /v1/webhooks/{id}", { w in
+            let (broker, id) = try await webhook(w, "Repointing Broker")
+            return Call(caller: broker, uri: "/v1/webhooks/\(id)", json: ["enabled": false], headers: [.ifMatch: "\"v1\""], status: .ok, subject: .id(id))
+        }),
+        ("DELETE /v1/webhooks/{id}", { w in
+            let (broker, id) = try await webhook(w, "Unsubscribing Broker")
+            return Call(caller: broker, uri: "/v1/webhooks/\(id)", status: .noContent, subject: .id(id))
+        }),
+        ("POST /v1/webhooks/{id}/rotate-secret", { w in
+            let (broker, id) = try await webhook(w, "Rotating Broker")
+            return Call(caller: broker, uri: "/v1/webhooks/\(id)/rotate-secret", status: .ok, subject: .id(id))
+        }),
+        ("POST /v1/webhooks/{id}/deliveries/{delivery_id}/retry", { w in
+            let (broker, id) = try await webhook(w, "Retrying Broker")
+            let delivery = newID()
+            try await w.api.pool.withConnection { connection in
+                try await connection.query(
+                    "INSERT INTO techbank.webhook_deliveries (id, webhook_id, event_seq, event_type, status, attempts) VALUES ($1, $2, 0, 'transfer', 'failed', 8)",
+                    [UUID(uuidString: delivery)!, UUID(uuidString: id)!])
+            }
+            return Call(caller: broker, uri: "/v1/webhooks/\(id)/deliveries/\(delivery)/retry", status: .ok, subject: .id(id))
+        }),
+
         // MARK: Money
         ("POST /v1/deposits", { w in
             let org = try await w.api.createOrganization("Depositing Ltd", kind: "enterprise")
@@ -272,6 +302,14 @@ struct JournalCoverageTests {
     ]
 
     // MARK: Helpers
+
+    /// A broker with a webhook of its own: the broker and the webhook's id.
+    static func webhook(_ w: World, _ name: String) async throws -> (Org, String) {
+        let broker = try await w.api.createOrganization(name, kind: "broker")
+        let created = try await w.api.call(.post, "/v1/webhooks", key: broker.key, json: ["url": "https://crm.example.com/hooks", "event_types": ["*"]])
+        try #require(created.status == .created, "\(created)")
+        return (broker, try #require(created.json["id"].string))
+    }
 
     /// Whether `uri` (without its query) is an instance of the path `template`.
     static func path(_ uri: String, matches template: String) -> Bool {
@@ -374,6 +412,8 @@ struct JournalCoverageTests {
             #expect(written.contains { $0.subject == subject && $0.actor == call.caller.id && $0.key == call.caller.keyID },
                     "\(operation): no journal entry about \(subject) by \(call.caller.id) with key \(call.caller.keyID) for \(requestID); written: \(written)")
             for entry in written {
+                #expect(JournalEventTypes.all.contains(entry.event),
+                        "\(operation) journals '\(entry.event)', which webhooks cannot subscribe to: add it to JournalEventTypes and the document's WebhookEventType")
                 #expect(entry.actor == call.caller.id && entry.key == call.caller.keyID,
                         "\(operation): an entry of the request names another actor or key: \(entry) (caller \(call.caller.id), key \(call.caller.keyID))")
             }

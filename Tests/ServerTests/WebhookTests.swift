@@ -154,6 +154,86 @@ struct WebhookTests {
         }
     }
 
+    @Test("the document lists exactly the event types a webhook may subscribe to")
+    func documentedEventTypes() throws {
+        let schemas = try #require((try OpenAPITests.document()["components"] as? [String: Any])?["schemas"] as? [String: Any])
+        let documented = try #require((schemas["WebhookEventType"] as? [String: Any])?["enum"] as? [String])
+        #expect(Set(documented) == JournalEventTypes.all)
+    }
+
+    @Test("a host that resolves to a loopback address is never contacted, however the URL names it")
+    func privateAddressesAreRefusedAfterResolution() async throws {
+        let receiver = Receiver()
+        try await receiver.listening { base in
+            try await TestDatabase.withPool(template: .techbank) { pool in
+                var settings = Self.localSettings
+                settings.allowPrivateNetworks = false
+                let deliverer = WebhookDeliverer(pool: pool, settings: settings, logger: TestDatabase.logger)
+                try await withAPI(on: pool, configure: { $0.webhooks = settings }) { api in
+                    let org = try await api.createOrganization("A", kind: "enterprise")
+                    // `localhost` is a name, so the URL is accepted; what it resolves to is checked at every delivery.
+                    let port = try #require(URL(string: base)?.port)
+                    let created = try await api.call(.post, "/v1/webhooks", key: org.key, json: ["url": "https://localhost:\(port)/hook", "event_types": ["*"]])
+                    try #require(created.status == .created, "\(created)")
+                    let id = try #require(created.json["id"].string)
+                    _ = try await api.operatingAccount(of: org, holding: 10)
+                    var deliveries: [JSON] = []
+                    for _ in 0..<100 {
+                        for delivery in await deliverer.dueDeliveries() { await deliverer.attempt(delivery) }
+                        deliveries = try await api.call(.get, "/v1/webhooks/\(id)/deliveries", key: org.key).json["data"].array
+                        if !deliveries.isEmpty, deliveries.allSatisfy({ $0["status"] == .string("failed") }) { break }
+                        try await Task.sleep(for: .milliseconds(50))
+                    }
+                    #expect(!deliveries.isEmpty && deliveries.allSatisfy { $0["status"] == .string("failed") && $0["attempts"] == .int(3) }, "\(deliveries)")
+                    #expect(deliveries.allSatisfy { $0["last_error"].string?.contains("loopback") == true }, "\(deliveries)")
+                    #expect(receiver.received.isEmpty, "the receiver was contacted")
+                }
+            }
+        }
+    }
+
+    @Test("deliveries owed while the receiver is down survive a new deliverer (a restart) and arrive once it is up; a failed one can be sent again")
+    func deliveriesSurviveAnOutage() async throws {
+        let receiver = Receiver()
+        try await receiver.listening { base in
+            try await TestDatabase.withPool(template: .techbank) { pool in
+                let settings = Self.localSettings
+                try await withAPI(on: pool, configure: { $0.webhooks = settings }) { api in
+                    let org = try await api.createOrganization("A", kind: "institute")
+                    // Nothing listens on port 9 (discard): every attempt fails, and after the schedule the deliveries have failed.
+                    let created = try await api.call(.post, "/v1/webhooks", key: org.key,
+                                                     json: ["url": "http://127.0.0.1:9/hook", "event_types": ["deposit"]])
+                    try #require(created.status == .created, "\(created)")
+                    let id = try #require(created.json["id"].string)
+                    for amount in [10, 20, 30] { _ = try await api.operatingAccount(of: org, holding: amount) }
+                    let first = WebhookDeliverer(pool: pool, settings: settings, logger: TestDatabase.logger)
+                    var listed: [JSON] = []
+                    for _ in 0..<100 {
+                        for delivery in await first.dueDeliveries() { await first.attempt(delivery) }
+                        listed = try await api.call(.get, "/v1/webhooks/\(id)/deliveries", key: org.key).json["data"].array
+                        if listed.count == 3, listed.allSatisfy({ $0["status"] == .string("failed") }) { break }
+                        try await Task.sleep(for: .milliseconds(50))
+                    }
+                    #expect(listed.count == 3 && listed.allSatisfy { $0["status"] == .string("failed") && $0["last_status_code"] == .null }, "\(listed)")
+
+                    // The receiver is back (at its new address); a new deliverer, as after a restart.
+                    let etag = try #require(try await api.call(.get, "/v1/webhooks/\(id)", key: org.key).headers[.eTag])
+                    #expect(try await api.call(.patch, "/v1/webhooks/\(id)", key: org.key, json: ["url": base + "/hook"], headers: [.ifMatch: etag]).status == .ok)
+                    for delivery in listed {
+                        let retried = try await api.call(.post, "/v1/webhooks/\(id)/deliveries/\(try #require(delivery["id"].string))/retry", key: org.key)
+                        #expect(retried.status == .ok && retried.json["status"] == .string("pending") && retried.json["attempts"] == .int(0), "\(retried)")
+                    }
+                    expectProblem(try await api.call(.post, "/v1/webhooks/\(id)/deliveries/\(try #require(listed[0]["id"].string))/retry", key: org.key),
+                                  .conflict, "conflict")
+                    let second = WebhookDeliverer(pool: pool, settings: settings, logger: TestDatabase.logger)
+                    await Self.deliver(second) { receiver.received.count >= 3 }
+                    #expect(Set(receiver.received.map(\.id)) == Set(listed.compactMap { $0["id"].string }), "the same deliveries, by their webhook-id")
+                    #expect(receiver.received.map { $0.json["data"]["payload"]["amount"].int ?? 0 }.sorted() == [10, 20, 30])
+                }
+            }
+        }
+    }
+
     @Test("deliveries are signed per Standard Webhooks, carry the event as the audit log shows it, only the organization's own, and are retried with the same id")
     func deliveriesAreSignedScopedAndRetried() async throws {
         // The first attempt of every delivery fails with 503; the retry succeeds.

@@ -18,7 +18,7 @@ public enum JournalEventTypes {
         "deal_created", "deal_amended", "deal_proposed", "deal_approved", "deal_rejected", "deal_signed", "deal_funded",
         "deal_milestone_released", "deal_milestone_disputed", "deal_dispute_released", "deal_dispute_refunded", "deal_cancelled",
         "deal_royalty_reported",
-        "webhook_disabled",
+        "webhook_created", "webhook_updated", "webhook_deleted", "webhook_secret_rotated", "webhook_delivery_retried", "webhook_disabled",
     ]
 }
 

@@ -80,12 +80,14 @@ public struct Webhooks: Sendable {
             guard count < Self.maxPerOrganization else {
                 throw TechBankError(.conflict, field: nil, "an organization may have at most \(Self.maxPerOrganization) webhooks; delete one first")
             }
-            return try Self.decode(try await connection.query(
+            let webhook = try Self.decode(try await connection.query(
                 """
                 INSERT INTO techbank.webhooks (id, organization_id, url, event_types, description, secret, after_seq)
                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING \(Self.columns)
                 """,
                 [UUID(), organizationID, url, types, description, sealed, Int64(size - 1)])[0])
+            try await Self.journal(connection, "webhook_created", webhook)
+            return webhook
         }
         return (webhook, secret.text)
     }
@@ -125,7 +127,7 @@ public struct Webhooks: Sendable {
             guard try row.decode(Int.self, at: 0) == expectedVersion else {
                 throw TechBankError(.preconditionFailed, field: "If-Match", "the webhook changed since that version; read it again")
             }
-            return try Self.decode(try await connection.query(
+            let webhook = try Self.decode(try await connection.query(
                 """
                 UPDATE techbank.webhooks SET url = coalesce($2, url), event_types = coalesce($3, event_types),
                        enabled = coalesce($4, enabled), failing_since = CASE WHEN $4 THEN NULL ELSE failing_since END,
@@ -133,13 +135,19 @@ public struct Webhooks: Sendable {
                  WHERE id = $1 RETURNING \(Self.columns)
                 """,
                 [id, url, types, changes.enabled])[0])
+            try await Self.journal(connection, "webhook_updated", webhook)
+            return webhook
         }
     }
 
     /// Deletes the endpoint and what it was owed. Returns false if there is no such endpoint.
     public func delete(_ id: UUID, of organizationID: UUID) async throws -> Bool {
-        try await pool.withConnection { connection in
-            try await connection.query("DELETE FROM techbank.webhooks WHERE id = $1 AND organization_id = $2", [id, organizationID]).affectedRows == 1
+        try await pool.withTransaction { connection in
+            let rows = try await connection.query(
+                "DELETE FROM techbank.webhooks WHERE id = $1 AND organization_id = $2 RETURNING \(Self.columns)", [id, organizationID])
+            guard let row = rows.first else { return false }
+            try await Self.journal(connection, "webhook_deleted", try Self.decode(row))
+            return true
         }
     }
 
@@ -148,14 +156,17 @@ public struct Webhooks: Sendable {
     public func rotateSecret(_ id: UUID, of organizationID: UUID) async throws -> String? {
         let secret = WebhookSecrets.newSecret()
         let sealed = try secrets.seal(secret.bytes)
-        let rotated = try await pool.withConnection { connection in
-            try await connection.query(
+        let rotated = try await pool.withTransaction { connection in
+            let rows = try await connection.query(
                 """
                 UPDATE techbank.webhooks SET previous_secret = secret, previous_until = now() + interval '24 hours', secret = $3,
                        version = version + 1
-                 WHERE id = $1 AND organization_id = $2
+                 WHERE id = $1 AND organization_id = $2 RETURNING \(Self.columns)
                 """,
-                [id, organizationID, sealed]).affectedRows == 1
+                [id, organizationID, sealed])
+            guard let row = rows.first else { return false }
+            try await Self.journal(connection, "webhook_secret_rotated", try Self.decode(row))
+            return true
         }
         return rotated ? secret.text : nil
     }
@@ -193,13 +204,24 @@ public struct Webhooks: Sendable {
             guard try row.decode(String.self, at: 0) == WebhookDelivery.Status.failed.rawValue else {
                 throw TechBankError(.conflict, field: nil, "only a failed delivery can be sent again")
             }
-            return try Self.decodeDelivery(try await connection.query(
+            let delivery = try Self.decodeDelivery(try await connection.query(
                 """
                 UPDATE techbank.webhook_deliveries SET status = 'pending', attempts = 0, next_attempt_at = now()
                  WHERE id = $1 RETURNING \(Self.deliveryColumns)
                 """,
                 [deliveryID])[0])
+            try await connection.query(
+                "SELECT ledger.journal_append('webhook_delivery_retried', $1, jsonb_build_object('delivery_id', $2::uuid, 'event_seq', $3::int8))",
+                [id, deliveryID, Int64(delivery.eventSeq)])
+            return delivery
         }
+    }
+
+    /// Journals `event` about `webhook`: what it is subscribed to, never its secret.
+    static func journal(_ connection: PostgresConnection, _ event: String, _ webhook: Webhook) async throws {
+        try await connection.query(
+            "SELECT ledger.journal_append($1, $2, jsonb_build_object('organization_id', $3::uuid, 'url', $4::text, 'event_types', $5::text[], 'enabled', $6::boolean, 'version', $7::int))",
+            [event, webhook.id, webhook.organizationID, webhook.url, webhook.eventTypes, webhook.enabled, Int32(webhook.version)])
     }
 
     static let columns = "id, organization_id, url, event_types, description, enabled, version, created_at"
