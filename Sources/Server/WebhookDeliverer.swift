@@ -19,7 +19,7 @@ public struct WebhookSettings: Sendable {
     public var retrySchedule: [Duration] = [5, 300, 1_800, 7_200, 18_000, 36_000, 36_000].map { .seconds($0) }
     /// Attempts running at once, in all and per endpoint.
     public var maxConcurrent = 16
-    public var maxConcurrentPerEndpoint = 2
+    public var maxConcurrentPerEndpoint = 4
     /// How often the outbox is looked at.
     public var poll: Duration = .milliseconds(250)
 
@@ -51,20 +51,28 @@ public struct WebhookDeliverer: Service {
     }
 
     public func run() async throws {
+        let clock = ContinuousClock()
+        var dispatched = clock.now - settings.poll
         await withDiscardingTaskGroup { group in
             while !Task.isCancelled, !Task.isShuttingDownGracefully {
-                for delivery in await dueDeliveries() {
+                // New events are looked for every `poll`; due deliveries as soon as a slot frees.
+                let dispatch = clock.now - dispatched >= settings.poll
+                if dispatch { dispatched = clock.now }
+                let due = await dueDeliveries(dispatching: dispatch)
+                for delivery in due {
                     group.addTask { await attempt(delivery) }
                 }
-                try? await Task.sleep(for: settings.poll)
+                let busy = due.count > 0 || inFlight.snapshot(max: settings.maxConcurrent, perEndpoint: settings.maxConcurrentPerEndpoint).free < settings.maxConcurrent
+                try? await Task.sleep(for: busy ? .milliseconds(5) : settings.poll)
             }
         }
     }
 
-    /// One pass: dispatch, then claim what fits in the free slots. For tests, which drive it.
-    func dueDeliveries() async -> [DueDelivery] {
+    /// One pass: dispatch new events (if `dispatching`), then claim what fits in the free slots.
+    /// For tests, which drive it.
+    func dueDeliveries(dispatching: Bool = true) async -> [DueDelivery] {
         do {
-            try await webhooks.dispatch()
+            if dispatching { try await webhooks.dispatch() }
             let (free, busy) = inFlight.snapshot(max: settings.maxConcurrent, perEndpoint: settings.maxConcurrentPerEndpoint)
             let due = try await webhooks.claim(limit: free, perEndpoint: settings.maxConcurrentPerEndpoint, excluding: busy)
             for delivery in due { inFlight.begin(delivery.webhookID) }

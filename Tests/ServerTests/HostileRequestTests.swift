@@ -148,7 +148,12 @@ struct HostileRequestTests {
 
     @Test("random requests from a tenant with an ordinary key never stop the server or get a 5xx")
     func randomRequests() async throws {
-        let operations = try OpenAPITests.operations(OpenAPITests.document()).keys.sorted().map { $0.split(separator: " ").map(String.init) }
+        // Not the event stream: it answers a stream that ends when the client goes away, which this
+        // client, reading whole bodies, never does (EventStreamTests read it as a client does).
+        let operations = try OpenAPITests.operations(OpenAPITests.document()).filter { _, operation in
+            let ok = (operation["responses"] as? [String: Any])?["200"] as? [String: Any]
+            return (ok?["content"] as? [String: Any])?["text/event-stream"] == nil
+        }.keys.sorted().map { $0.split(separator: " ").map(String.init) }
         try await withAPI { api in
             var fuzz = Fuzz("random requests")
             let tenant = try await api.createOrganization("Tenant Lab", kind: "institute")

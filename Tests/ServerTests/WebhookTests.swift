@@ -22,8 +22,13 @@ final class Receiver: Sendable {
 
     private let state = Mutex<[Received]>([])
     let answer: @Sendable (Received, _ earlierWithSameID: Int) -> HTTPResponse.Status
+    /// How long it takes to answer.
+    let delay: Duration
 
-    init(answer: @escaping @Sendable (Received, Int) -> HTTPResponse.Status = { _, _ in .noContent }) { self.answer = answer }
+    init(delay: Duration = .zero, answer: @escaping @Sendable (Received, Int) -> HTTPResponse.Status = { _, _ in .noContent }) {
+        self.delay = delay
+        self.answer = answer
+    }
 
     var received: [Received] { state.withLock { $0 } }
 
@@ -33,6 +38,7 @@ final class Receiver: Sendable {
         router.post("hook") { request, _ -> Response in
             var request = request
             let data = Data(buffer: try await request.collectBody(upTo: 1 << 20))
+            try await Task.sleep(for: self.delay)
             let received = Received(headers: request.headers, body: data)
             let earlier = self.state.withLock { list in
                 defer { list.append(received) }
@@ -229,6 +235,67 @@ struct WebhookTests {
                     await Self.deliver(second) { receiver.received.count >= 3 }
                     #expect(Set(receiver.received.map(\.id)) == Set(listed.compactMap { $0["id"].string }), "the same deliveries, by their webhook-id")
                     #expect(receiver.received.map { $0.json["data"]["payload"]["amount"].int ?? 0 }.sorted() == [10, 20, 30])
+                }
+            }
+        }
+    }
+
+    @Test("an endpoint whose deliveries have all failed for 5 days is disabled, and that is journaled")
+    func aLongFailingEndpointIsDisabled() async throws {
+        try await TestDatabase.withPool(template: .techbank) { pool in
+            let settings = Self.localSettings
+            let deliverer = WebhookDeliverer(pool: pool, settings: settings, logger: TestDatabase.logger)
+            try await withAPI(on: pool, configure: { $0.webhooks = settings }) { api in
+                let org = try await api.createOrganization("A", kind: "institute")
+                let created = try await api.call(.post, "/v1/webhooks", key: org.key, json: ["url": "http://127.0.0.1:9/hook", "event_types": ["deposit"]])
+                let id = try #require(created.json["id"].string)
+                _ = try await api.operatingAccount(of: org, holding: 10)
+                // Failing since just under, then just over, five days.
+                for (days, stillEnabled) in [(4.9, true), (5.1, false)] {
+                    try await pool.withConnection { connection in
+                        try await connection.query("UPDATE techbank.webhooks SET failing_since = now() - make_interval(secs => $2) WHERE id = $1",
+                                                   [UUID(uuidString: id)!, days * 86_400])
+                        try await connection.query("UPDATE techbank.webhook_deliveries SET status = 'pending', attempts = 0, next_attempt_at = now()")
+                    }
+                    var due: [DueDelivery] = []
+                    for _ in 0..<50 where due.isEmpty {
+                        due = await deliverer.dueDeliveries()
+                        if due.isEmpty { try await Task.sleep(for: .milliseconds(50)) }
+                    }
+                    try #require(!due.isEmpty)
+                    for delivery in due { await deliverer.attempt(delivery) }
+                    #expect(try await api.call(.get, "/v1/webhooks/\(id)", key: org.key).json["enabled"] == .bool(stillEnabled), "after \(days) days")
+                }
+                let events = try await api.call(.get, "/v1/audit/events?type=webhook_disabled", key: org.key).json["data"].array
+                #expect(events.count == 1 && events.first?["subject_id"] == .string(id), "the organization reads that its webhook was disabled: \(events)")
+                #expect(await deliverer.dueDeliveries().isEmpty, "a disabled endpoint gets no attempts")
+            }
+        }
+    }
+
+    @Test("a slow endpoint does not hold up another's deliveries")
+    func aSlowEndpointDoesNotDelayAnother() async throws {
+        let slow = Receiver(delay: .seconds(3))
+        let fast = Receiver()
+        try await slow.listening { slowBase in
+            try await fast.listening { fastBase in
+                try await TestDatabase.withPool(template: .techbank) { pool in
+                    let settings = Self.localSettings
+                    try await withAPI(on: pool, configure: { $0.webhooks = settings }) { api in
+                        let (a, b) = (try await api.createOrganization("Slow", kind: "institute"), try await api.createOrganization("Fast", kind: "institute"))
+                        for (org, base) in [(a, slowBase), (b, fastBase)] {
+                            let created = try await api.call(.post, "/v1/webhooks", key: org.key, json: ["url": base + "/hook", "event_types": ["deposit"]])
+                            try #require(created.status == .created)
+                        }
+                        for _ in 0..<6 { _ = try await api.operatingAccount(of: a, holding: 10) }
+                        for _ in 0..<6 { _ = try await api.operatingAccount(of: b, holding: 10) }
+                        let running = Task { try await WebhookDeliverer(pool: pool, settings: settings, logger: TestDatabase.logger).run() }
+                        for _ in 0..<200 where fast.received.count < 6 { try await Task.sleep(for: .milliseconds(20)) }
+                        #expect(fast.received.count == 6, "the fast endpoint got all its deliveries")
+                        #expect(slow.received.isEmpty, "while the slow one had not answered its first")
+                        running.cancel()
+                        _ = await running.result
+                    }
                 }
             }
         }
