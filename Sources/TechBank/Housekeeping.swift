@@ -3,8 +3,8 @@ import Logging
 import Postgres
 import ServiceLifecycle
 
-/// Periodic upkeep until graceful shutdown: deletes old `Idempotency-Key` records and expires
-/// demands whose deadline has passed.
+/// Periodic upkeep until graceful shutdown: deletes old `Idempotency-Key` records and finished
+/// webhook deliveries, and expires demands whose deadline has passed.
 public struct Housekeeping: Service {
     let store: IdempotencyStore
     let demands: Demands
@@ -34,6 +34,12 @@ public struct Housekeeping: Service {
             if deleted > 0 { logger.info("purged idempotency records", metadata: ["count": "\(deleted)"]) }
         } catch {
             logger.error("idempotency purge failed", metadata: ["error": "\(error)"])
+        }
+        do {
+            let deleted = try await Webhooks.purgeDeliveries(pool: store.pool)
+            if deleted > 0 { logger.info("purged webhook deliveries", metadata: ["count": "\(deleted)"]) }
+        } catch {
+            logger.error("webhook delivery purge failed", metadata: ["error": "\(error)"])
         }
         do {
             let expired = try await demands.expire(before: today)

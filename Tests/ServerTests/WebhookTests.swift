@@ -91,7 +91,7 @@ struct WebhookTests {
         try await withAPI { api in
             let (a, b) = (try await api.createOrganization("A", kind: "broker"), try await api.createOrganization("B", kind: "broker"))
             let created = try await api.call(.post, "/v1/webhooks", key: a.key,
-                                             json: ["url": "https://hooks.example.com/techbank", "event_types": ["transfer", "deal_signed"], "description": "CRM"])
+                                             json: ["url": "https://hooks.example.com/techbank?token=receivers-own", "event_types": ["transfer", "deal_signed"], "description": "CRM"])
             #expect(created.status == .created, "\(created)")
             let id = try #require(created.json["id"].string)
             let secret = try #require(created.json["secret"].string)
@@ -100,7 +100,11 @@ struct WebhookTests {
             #expect(created.json["event_types"] == .array([.string("deal_signed"), .string("transfer")]))
             #expect(created.json["enabled"] == .bool(true))
 
+            // The journal names where it points, not the query (a receiver's token may be there).
+            let journaled = try await api.call(.get, "/v1/audit/events?type=webhook_created", key: a.key).json["data"].array
+            #expect(journaled.count == 1 && journaled.first?["payload"]["url"] == .string("https://hooks.example.com/techbank"), "\(journaled)")
             let read = try await api.call(.get, "/v1/webhooks/\(id)", key: a.key)
+            #expect(read.json["url"] == .string("https://hooks.example.com/techbank?token=receivers-own"))
             #expect(read.status == .ok && read.json["secret"] == .missing, "the secret is never shown again")
             #expect(try await api.call(.get, "/v1/webhooks", key: a.key).json["data"].array.count == 1)
             #expect(try await api.call(.get, "/v1/webhooks", key: b.key).json["data"].array.isEmpty)
@@ -270,6 +274,28 @@ struct WebhookTests {
                 #expect(events.count == 1 && events.first?["subject_id"] == .string(id), "the organization reads that its webhook was disabled: \(events)")
                 #expect(await deliverer.dueDeliveries().isEmpty, "a disabled endpoint gets no attempts")
             }
+        }
+    }
+
+    @Test("housekeeping deletes deliveries finished more than 30 days ago, and keeps pending and recent ones")
+    func finishedDeliveriesArePurged() async throws {
+        try await withAPI { api in
+            let org = try await api.createOrganization("A", kind: "broker")
+            let id = try #require(try await api.call(.post, "/v1/webhooks", key: org.key,
+                                                    json: ["url": "https://h.example.com/", "event_types": ["*"]]).json["id"].string)
+            try await api.pool.withConnection { connection in
+                for (seq, status, days) in [(1, "succeeded", 40), (2, "failed", 40), (3, "pending", 40), (4, "succeeded", 3)] {
+                    try await connection.query(
+                        """
+                        INSERT INTO techbank.webhook_deliveries (id, webhook_id, event_seq, event_type, status, next_attempt_at, created_at)
+                        VALUES (gen_random_uuid(), $1, $2, 'transfer', $3, CASE WHEN $3 = 'pending' THEN now() END, now() - make_interval(days => $4))
+                        """,
+                        [UUID(uuidString: id)!, Int64(seq), status, Int32(days)])
+                }
+            }
+            await Housekeeping(pool: api.pool, logger: TestDatabase.logger).runOnce()
+            let kept = try await api.call(.get, "/v1/webhooks/\(id)/deliveries", key: org.key).json["data"].array.compactMap { $0["event_seq"].int }
+            #expect(kept.sorted() == [3, 4])
         }
     }
 

@@ -217,11 +217,27 @@ public struct Webhooks: Sendable {
         }
     }
 
-    /// Journals `event` about `webhook`: what it is subscribed to, never its secret.
+    /// Journals `event` about `webhook`: what it is subscribed to, never its secret, and of its URL
+    /// only where it points (a query may carry the receiver's own token).
     static func journal(_ connection: PostgresConnection, _ event: String, _ webhook: Webhook) async throws {
+        var place = URLComponents(string: webhook.url)
+        place?.query = nil
+        place?.fragment = nil
         try await connection.query(
             "SELECT ledger.journal_append($1, $2, jsonb_build_object('organization_id', $3::uuid, 'url', $4::text, 'event_types', $5::text[], 'enabled', $6::boolean, 'version', $7::int))",
-            [event, webhook.id, webhook.organizationID, webhook.url, webhook.eventTypes, webhook.enabled, Int32(webhook.version)])
+            [event, webhook.id, webhook.organizationID, place?.string ?? "", webhook.eventTypes, webhook.enabled, Int32(webhook.version)])
+    }
+
+    /// Deletes deliveries that succeeded or failed more than `retentionDays` ago (at least 7).
+    /// - Returns: how many were deleted.
+    @discardableResult
+    public static func purgeDeliveries(pool: PostgresPool, retentionDays: Int = 30) async throws -> Int {
+        precondition(retentionDays >= 7, "webhook deliveries are kept at least a week")
+        return try await pool.withConnection { connection in
+            try await connection.query(
+                "DELETE FROM techbank.webhook_deliveries WHERE status <> 'pending' AND created_at < now() - make_interval(days => $1)",
+                [Int32(retentionDays)]).affectedRows
+        }
     }
 
     static let columns = "id, organization_id, url, event_types, description, enabled, version, created_at"
