@@ -1282,7 +1282,10 @@ CREATE TABLE techbank.webhooks (
     failing_since    timestamptz,
     version          integer NOT NULL DEFAULT 1,
     created_at       timestamptz NOT NULL DEFAULT now(),
-    CHECK ((previous_secret IS NULL) = (previous_until IS NULL))
+    -- A deleted endpoint keeps its row (without secrets, disabled) so its events stay readable.
+    deleted_at       timestamptz,
+    CHECK ((previous_secret IS NULL) = (previous_until IS NULL)),
+    CHECK (deleted_at IS NULL OR (NOT enabled AND octet_length(secret) = 0))
 );
 CREATE INDEX webhooks_organization_idx ON techbank.webhooks (organization_id, created_at, id);
 

@@ -136,6 +136,14 @@ struct WebhookTests {
             #expect(rotated.status == .ok && rotated.json["secret"].string?.hasPrefix("whsec_") == true && rotated.json["secret"].string != secret)
             #expect(try await api.call(.delete, "/v1/webhooks/\(id)", key: a.key).status == .noContent)
             expectProblem(try await api.call(.get, "/v1/webhooks/\(id)", key: a.key), .notFound, "not_found")
+            expectProblem(try await api.call(.delete, "/v1/webhooks/\(id)", key: a.key), .notFound, "not_found")
+            #expect(try await api.call(.get, "/v1/webhooks", key: a.key).json["data"].array.isEmpty)
+            let deleted = try await api.call(.get, "/v1/audit/events?type=webhook_deleted", key: a.key).json["data"].array
+            #expect(deleted.count == 1 && deleted.first?["subject_id"] == .string(id), "its organization still reads that it deleted it: \(deleted)")
+            let wiped = try await api.pool.withConnection { connection in
+                try await connection.query("SELECT octet_length(secret) FROM techbank.webhooks WHERE id = $1", [UUID(uuidString: id)!])[0].decode(Int.self, at: 0)
+            }
+            #expect(wiped == 0, "a deleted webhook keeps no secret")
         }
     }
 

@@ -76,7 +76,7 @@ public struct Webhooks: Sendable {
         let webhook = try await pool.withTransaction { connection in
             // Serializes an organization's creations, so the limit holds under concurrency.
             try await connection.query("SELECT 1 FROM techbank.organizations WHERE id = $1 FOR UPDATE", [organizationID])
-            let count = try await connection.query("SELECT count(*) FROM techbank.webhooks WHERE organization_id = $1", [organizationID])[0].decode(Int.self, at: 0)
+            let count = try await connection.query("SELECT count(*) FROM techbank.webhooks WHERE organization_id = $1 AND deleted_at IS NULL", [organizationID])[0].decode(Int.self, at: 0)
             guard count < Self.maxPerOrganization else {
                 throw TechBankError(.conflict, field: nil, "an organization may have at most \(Self.maxPerOrganization) webhooks; delete one first")
             }
@@ -94,7 +94,7 @@ public struct Webhooks: Sendable {
 
     public func get(_ id: UUID, of organizationID: UUID) async throws -> Webhook? {
         try await pool.withConnection { connection in
-            try await connection.query("SELECT \(Self.columns) FROM techbank.webhooks WHERE id = $1 AND organization_id = $2", [id, organizationID])
+            try await connection.query("SELECT \(Self.columns) FROM techbank.webhooks WHERE id = $1 AND organization_id = $2 AND deleted_at IS NULL", [id, organizationID])
                 .first.map(Self.decode)
         }
     }
@@ -105,7 +105,7 @@ public struct Webhooks: Sendable {
             try await connection.query(
                 """
                 SELECT \(Self.columns) FROM techbank.webhooks
-                 WHERE organization_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3))
+                 WHERE organization_id = $1 AND deleted_at IS NULL AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3))
                  ORDER BY created_at, id LIMIT $4
                 """,
                 [organizationID, cursor?.0, cursor?.1, Int64(limit + 1)])
@@ -122,7 +122,7 @@ public struct Webhooks: Sendable {
         let url = try changes.url.map { try WebhookRules.checkedURL($0, allowPrivateNetworks: allowPrivateNetworks).absoluteString }
         let types = try changes.eventTypes.map(WebhookRules.checkedEventTypes)
         return try await pool.withTransaction { connection in
-            let rows = try await connection.query("SELECT version FROM techbank.webhooks WHERE id = $1 AND organization_id = $2 FOR UPDATE", [id, organizationID])
+            let rows = try await connection.query("SELECT version FROM techbank.webhooks WHERE id = $1 AND organization_id = $2 AND deleted_at IS NULL FOR UPDATE", [id, organizationID])
             guard let row = rows.first else { return nil }
             guard try row.decode(Int.self, at: 0) == expectedVersion else {
                 throw TechBankError(.preconditionFailed, field: "If-Match", "the webhook changed since that version; read it again")
@@ -140,12 +140,20 @@ public struct Webhooks: Sendable {
         }
     }
 
-    /// Deletes the endpoint and what it was owed. Returns false if there is no such endpoint.
+    /// Deletes the endpoint: its secrets and what it was owed are gone, and it is never seen or
+    /// sent to again. Its row stays, empty of secrets, so that its organization can still read
+    /// its journal events (`AuditScope` finds them through it). Returns false if there is no such endpoint.
     public func delete(_ id: UUID, of organizationID: UUID) async throws -> Bool {
         try await pool.withTransaction { connection in
             let rows = try await connection.query(
-                "DELETE FROM techbank.webhooks WHERE id = $1 AND organization_id = $2 RETURNING \(Self.columns)", [id, organizationID])
+                """
+                UPDATE techbank.webhooks SET deleted_at = now(), enabled = false, secret = ''::bytea, previous_secret = NULL,
+                       previous_until = NULL, version = version + 1
+                 WHERE id = $1 AND organization_id = $2 AND deleted_at IS NULL RETURNING \(Self.columns)
+                """,
+                [id, organizationID])
             guard let row = rows.first else { return false }
+            try await connection.query("DELETE FROM techbank.webhook_deliveries WHERE webhook_id = $1", [id])
             try await Self.journal(connection, "webhook_deleted", try Self.decode(row))
             return true
         }
@@ -161,7 +169,7 @@ public struct Webhooks: Sendable {
                 """
                 UPDATE techbank.webhooks SET previous_secret = secret, previous_until = now() + interval '24 hours', secret = $3,
                        version = version + 1
-                 WHERE id = $1 AND organization_id = $2 RETURNING \(Self.columns)
+                 WHERE id = $1 AND organization_id = $2 AND deleted_at IS NULL RETURNING \(Self.columns)
                 """,
                 [id, organizationID, sealed])
             guard let row = rows.first else { return false }
