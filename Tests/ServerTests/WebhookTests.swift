@@ -233,6 +233,10 @@ struct WebhookTests {
                         try await Task.sleep(for: .milliseconds(50))
                     }
                     #expect(listed.count == 3 && listed.allSatisfy { $0["status"] == .string("failed") && $0["last_status_code"] == .null }, "\(listed)")
+                    // Another organization deleting this webhook's id deletes nothing of it.
+                    let intruder = try await api.createOrganization("Intruder", kind: "institute")
+                    expectProblem(try await api.call(.delete, "/v1/webhooks/\(id)", key: intruder.key), .notFound, "not_found")
+                    #expect(try await api.call(.get, "/v1/webhooks/\(id)/deliveries", key: org.key).json["data"].array.count == 3)
 
                     // The receiver is back (at its new address); a new deliverer, as after a restart.
                     let etag = try #require(try await api.call(.get, "/v1/webhooks/\(id)", key: org.key).headers[.eTag])
