@@ -42,6 +42,7 @@ public func buildRouter(configuration: ServerConfiguration, pool: PostgresPool) 
     router.add(middleware: RequestMiddleware(
         maxBodyBytes: configuration.maxBodyBytes, maxBatchBodyBytes: configuration.maxBatchBodyBytes, metrics: metrics))
     HealthController(pool: pool).register(on: router)
+    ConsoleController().register(on: router)
     router.get("metrics") { _, _ in
         let usage = await pool.usage()
         var headers = HTTPFields()

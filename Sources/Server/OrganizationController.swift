@@ -118,6 +118,7 @@ struct OrganizationController: Sendable {
         router.post("organizations") { request, context in
             try await idempotency.run(request, context: context) { request, context in try await create(request, context) }
         }
+        router.get("me") { request, context in try await me(request, context).response }
         router.get("organizations") { request, context in try await list(request, context).response }
         router.get("organizations/:id") { request, context in try await get(request, context).response }
         router.patch("organizations/:id") { request, context in try await rename(request, context).response }
@@ -146,6 +147,23 @@ struct OrganizationController: Sendable {
         reply.headers[.location] = "/v1/organizations/\(organization.id.uuidString.lowercased())"
         reply.headers[.eTag] = Self.etag(organization)
         return reply
+    }
+
+    struct MeBody: Encodable, Sendable {
+        let organization: OrganizationBody
+        let keyID: UUID
+
+        enum CodingKeys: String, CodingKey {
+            case organization
+            case keyID = "key_id"
+        }
+    }
+
+    /// Who the key belongs to: its organization and the key's id.
+    func me(_ request: Request, _ context: AppRequestContext) async throws -> Reply {
+        let identity = try context.requireIdentity()
+        guard let organization = try await organizations.get(identity.organizationID) else { throw APIError.unauthorized }
+        return try Reply.json(MeBody(organization: OrganizationBody(organization), keyID: identity.keyID))
     }
 
     func get(_ request: Request, _ context: AppRequestContext) async throws -> Reply {

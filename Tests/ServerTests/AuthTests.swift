@@ -50,6 +50,18 @@ struct AuthTests {
         }
     }
 
+    @Test("GET /v1/me names the key's organization and the key, and nothing without a key")
+    func meNamesTheCaller() async throws {
+        try await withAPI { api in
+            let org = try await api.createOrganization("Acme", kind: "broker")
+            let me = try await api.call(.get, "/v1/me", key: org.key)
+            #expect(me.status == .ok, "\(me)")
+            #expect(me.json["organization"]["id"] == .string(org.id) && me.json["organization"]["kind"] == .string("broker"))
+            #expect(me.json["organization"]["name"] == .string("Acme") && me.json["key_id"] == .string(org.keyID))
+            expectProblem(try await api.call(.get, "/v1/me", key: nil), .unauthorized, "unauthorized")
+        }
+    }
+
     @Test func aRevokedKeyIs401AndOtherKeysKeepWorking() async throws {
         try await withAPI { api in
             let org = try await api.createOrganization("Acme", kind: "enterprise")
