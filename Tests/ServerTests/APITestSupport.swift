@@ -248,7 +248,8 @@ func withAPI(maxBodyBytes: Int? = nil, configure: (inout ServerConfiguration) ->
 
 /// Boots the app on the database of `pool`, which holds the schema, and runs `body` against it.
 /// The app has a pool of its own, configured like `pool` but working as `Schema.applicationRole`.
-func withAPI(on pool: PostgresPool, maxBodyBytes: Int? = nil, configure: (inout ServerConfiguration) -> Void = { _ in },
+/// `live`: on a real local port (the client's `port`), for clients other than the test's own.
+func withAPI(on pool: PostgresPool, maxBodyBytes: Int? = nil, live: Bool = false, configure: (inout ServerConfiguration) -> Void = { _ in },
              _ body: @escaping @Sendable (API) async throws -> Void) async throws {
     _ = try await Organizations(pool: pool).bootstrapOperator(adminKey: operatorKey)
     var configuration = ServerConfiguration()
@@ -260,7 +261,7 @@ func withAPI(on pool: PostgresPool, maxBodyBytes: Int? = nil, configure: (inout 
     let applicationPool = PostgresPool(configuration: application, logger: TestDatabase.logger)
     let app = buildApplication(configuration: configuration, pool: applicationPool, logger: TestDatabase.logger)
     do {
-        try await app.test(.router) { client in
+        try await app.test(live ? .live : .router) { client in
             try await body(API(client: client, pool: pool))
         }
         await applicationPool.close()

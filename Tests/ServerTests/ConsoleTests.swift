@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 @testable import Server
 import Testing
+import TestSupport
 
 /// The console as the server ships it: its assets, their headers, and what the page may do.
 @Suite("Console: assets and their headers")
@@ -49,5 +50,42 @@ struct ConsoleTests {
         for asset in [page, script, style] {
             #expect(asset.range(of: #"(https?:)?//[a-z0-9.-]+\.[a-z]"#, options: .regularExpression) == nil, "no other origin")
         }
+    }
+}
+
+/// The console in a real browser: headless Chromium driven by `Tests/Browser/console.py`
+/// (Playwright for Python), against the app on a local port. `.ci/run` installs both when missing.
+@Suite("Console: in headless Chromium")
+struct ConsoleBrowserTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    @Test("sign in (a wrong key refused), the organization's name and kind, both languages, sign out; desktop and phone; nothing from another origin")
+    func signInAndLanguages() async throws {
+        let output = Self.root.appendingPathComponent(".build/test-output/console")
+        try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
+        try await TestDatabase.withPool(template: .techbank) { pool in
+            try await withAPI(on: pool, live: true) { api in
+                let committee = try await api.createOrganization("Managing Committee", kind: "committee")
+                let port = try #require(api.client.port)
+                let (status, printed) = try await Self.run(["python3", Self.root.appendingPathComponent("Tests/Browser/console.py").path,
+                                                            "http://127.0.0.1:\(port)", committee.key, "Managing Committee", output.path])
+                #expect(status == 0, "the browser test failed:\n\(printed)")
+                print(printed)
+            }
+        }
+    }
+
+    /// Runs `arguments` to the end; its exit status and everything it printed.
+    static func run(_ arguments: [String]) async throws -> (Int32, String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let printed = try await Task.detached { String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) }.value
+        await Task.detached { process.waitUntilExit() }.value
+        return (process.terminationStatus, printed)
     }
 }
