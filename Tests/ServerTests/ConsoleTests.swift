@@ -18,6 +18,7 @@ struct ConsoleTests {
                 #expect(response.headers[.contentSecurityPolicy] == ConsoleController.contentSecurityPolicy)
                 #expect(response.headers[.xContentTypeOptions] == "nosniff" && response.headers[.referrerPolicy] == "no-referrer")
                 let etag = try #require(response.headers[.eTag], "\(path)")
+                #expect(etag.range(of: #"^"[0-9a-f]{24}"$"#, options: .regularExpression) != nil, "the documented form: \(etag)")
                 let again = try await api.call(.get, path, key: nil, headers: [.ifNoneMatch: etag])
                 #expect(again.status == .notModified && again.body.isEmpty, "\(path): \(again)")
                 #expect(try await api.call(.get, path, key: nil, headers: [.ifNoneMatch: "\"other\""]).status == .ok)
