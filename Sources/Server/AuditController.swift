@@ -156,22 +156,11 @@ struct AuditController: Sendable {
                                        nextCursor: entries.count > limit ? page.last.map { Cursor.encode(String($0.leafIndex)) } : nil))
     }
 
-    /// Whether `Accept` ranks `application/json` above `text/plain` (the default); parameters
-    /// other than `q` are ignored, and q=0 means "not acceptable".
+    /// Whether `Accept` ranks `application/json` above `text/plain` (the default).
     static func prefersJSON(_ accept: String?) -> Bool {
         guard let accept else { return false }
-        var json = 0.0
-        var text = 0.0
-        for range in accept.lowercased().split(separator: ",") {
-            let parts = range.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
-            let q = parts.dropFirst().first { $0.hasPrefix("q=") }.flatMap { Double($0.dropFirst(2)) } ?? 1
-            switch parts.first {
-            case "application/json": json = max(json, q)
-            case "text/plain", "text/*", "*/*": text = max(text, q)
-            default: continue
-            }
-        }
-        return json > 0 && json > text
+        let json = AcceptHeader.quality(accept, of: ["application/json"])
+        return json > 0 && json > AcceptHeader.quality(accept, of: ["text/plain", "text/*", "*/*"])
     }
 
     static func integer(_ request: Request, _ name: String) throws -> Int {

@@ -112,12 +112,7 @@ struct EventStreamController: Sendable {
 
     /// Whether `Accept` (absent: anything) allows `text/event-stream`.
     static func acceptsEventStream(_ accept: String?) -> Bool {
-        guard let accept else { return true }
-        return accept.lowercased().split(separator: ",").contains { range in
-            let parts = range.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
-            let q = parts.dropFirst().first { $0.hasPrefix("q=") }.flatMap { Double($0.dropFirst(2)) } ?? 1
-            return q > 0 && ["text/event-stream", "text/*", "*/*"].contains(parts.first ?? "")
-        }
+        accept.map { AcceptHeader.quality($0, of: ["text/event-stream", "text/*", "*/*"]) > 0 } ?? true
     }
 }
 
@@ -166,24 +161,40 @@ final class OpenStreams: Sendable {
             self.streams = streams
         }
 
-        deinit { streams.release(organizationID) }
+        deinit { streams.counts.remove(organizationID) }
     }
 
-    private let counts = Mutex<[UUID: Int]>([:])
+    fileprivate let counts = CountsByID()
 
     func take(for organizationID: UUID, limits: EventStreamController.Limits) -> Slot? {
-        let taken = counts.withLock { counts in
-            guard counts.values.reduce(0, +) < limits.maxStreams, counts[organizationID, default: 0] < limits.maxPerOrganization else { return false }
-            counts[organizationID, default: 0] += 1
-            return true
-        }
+        let taken = counts.add(organizationID) { total, ofID in total < limits.maxStreams && ofID < limits.maxPerOrganization }
         return taken ? Slot(organizationID, self) : nil
     }
+}
 
-    fileprivate func release(_ organizationID: UUID) {
+/// How many of something each id holds (streams, attempts), counted under one lock.
+final class CountsByID: Sendable {
+    private let counts = Mutex<[UUID: Int]>([:])
+
+    /// Counts one more for `id` if `allowed(total, id's count)`; returns whether it did.
+    @discardableResult
+    func add(_ id: UUID, if allowed: (_ total: Int, _ ofID: Int) -> Bool = { _, _ in true }) -> Bool {
         counts.withLock { counts in
-            counts[organizationID, default: 1] -= 1
-            if counts[organizationID] == 0 { counts[organizationID] = nil }
+            guard allowed(counts.values.reduce(0, +), counts[id, default: 0]) else { return false }
+            counts[id, default: 0] += 1
+            return true
         }
+    }
+
+    func remove(_ id: UUID) {
+        counts.withLock { counts in
+            counts[id, default: 1] -= 1
+            if counts[id] == 0 { counts[id] = nil }
+        }
+    }
+
+    /// The total, and the ids holding at least `limit`.
+    func snapshot(atLeast limit: Int) -> (total: Int, full: [UUID]) {
+        counts.withLock { counts in (counts.values.reduce(0, +), counts.filter { $0.value >= limit }.map(\.key)) }
     }
 }

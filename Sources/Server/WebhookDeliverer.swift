@@ -41,7 +41,8 @@ public struct WebhookDeliverer: Service {
     let audit: AuditLog
     let settings: WebhookSettings
     let logger: Logger
-    private let inFlight = InFlight()
+    /// Attempts running, per endpoint.
+    private let inFlight = CountsByID()
 
     public init(pool: PostgresPool, settings: WebhookSettings, logger: Logger) {
         self.webhooks = Webhooks(pool: pool, secrets: settings.secrets, allowPrivateNetworks: settings.allowPrivateNetworks)
@@ -62,7 +63,7 @@ public struct WebhookDeliverer: Service {
                 for delivery in due {
                     group.addTask { await attempt(delivery) }
                 }
-                let busy = due.count > 0 || inFlight.snapshot(max: settings.maxConcurrent, perEndpoint: settings.maxConcurrentPerEndpoint).free < settings.maxConcurrent
+                let busy = due.count > 0 || inFlight.snapshot(atLeast: settings.maxConcurrentPerEndpoint).total > 0
                 try? await Task.sleep(for: busy ? .milliseconds(5) : settings.poll)
             }
         }
@@ -73,9 +74,9 @@ public struct WebhookDeliverer: Service {
     func dueDeliveries(dispatching: Bool = true) async -> [DueDelivery] {
         do {
             if dispatching { try await webhooks.dispatch() }
-            let (free, busy) = inFlight.snapshot(max: settings.maxConcurrent, perEndpoint: settings.maxConcurrentPerEndpoint)
-            let due = try await webhooks.claim(limit: free, perEndpoint: settings.maxConcurrentPerEndpoint, excluding: busy)
-            for delivery in due { inFlight.begin(delivery.webhookID) }
+            let (running, full) = inFlight.snapshot(atLeast: settings.maxConcurrentPerEndpoint)
+            let due = try await webhooks.claim(limit: max(0, settings.maxConcurrent - running), perEndpoint: settings.maxConcurrentPerEndpoint, excluding: full)
+            for delivery in due { inFlight.add(delivery.webhookID) }
             return due
         } catch {
             logger.error("webhook outbox", metadata: ["error": "\(error)"])
@@ -85,7 +86,7 @@ public struct WebhookDeliverer: Service {
 
     /// Posts `delivery` once and records what came of it.
     func attempt(_ delivery: DueDelivery) async {
-        defer { inFlight.end(delivery.webhookID) }
+        defer { inFlight.remove(delivery.webhookID) }
         var status: Int?
         var failure: String?
         do {
@@ -133,23 +134,5 @@ struct WebhookPayload: Encodable, Sendable {
         try c.encode(entry.eventType, forKey: .type)
         try c.encode(entry.createdAt, forKey: .timestamp)
         try c.encode(AuditController.EventBody(entry: entry), forKey: .data)
-    }
-}
-
-/// Attempts running, per endpoint.
-private final class InFlight: Sendable {
-    private let counts = Mutex<[UUID: Int]>([:])
-
-    func snapshot(max: Int, perEndpoint: Int) -> (free: Int, busy: [UUID]) {
-        counts.withLock { counts in (Swift.max(0, max - counts.values.reduce(0, +)), counts.filter { $0.value >= perEndpoint }.map(\.key)) }
-    }
-
-    func begin(_ webhook: UUID) { counts.withLock { $0[webhook, default: 0] += 1 } }
-
-    func end(_ webhook: UUID) {
-        counts.withLock { counts in
-            counts[webhook, default: 1] -= 1
-            if counts[webhook] == 0 { counts[webhook] = nil }
-        }
     }
 }
