@@ -19,17 +19,20 @@ struct ConsoleController: Sendable {
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
         + "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 
-    /// The assets by the name in their URL (`/console/<name>`); the page itself is `index.html`.
+    /// The content type of each kind of asset, by file extension.
+    static let contentTypes = ["html": "text/html; charset=utf-8", "css": "text/css; charset=utf-8",
+                               "js": "text/javascript; charset=utf-8"]
+
+    /// The assets by the name in their URL (`/console/<name>`): every file of the `Console`
+    /// resource folder; the page itself is `index.html`.
     static let assets: [String: Asset] = {
-        let types = ["index.html": "text/html; charset=utf-8", "console.css": "text/css; charset=utf-8",
-                     "console.js": "text/javascript; charset=utf-8"]
-        return types.reduce(into: [:]) { assets, entry in
-            let (name, contentType) = entry
-            let parts = name.split(separator: ".")
-            guard let url = Bundle.module.url(forResource: String(parts[0]), withExtension: String(parts[1]), subdirectory: "Console"),
-                  let body = try? Data(contentsOf: url) else {
-                preconditionFailure("\(name) is missing from the Server module's Console resources")
-            }
+        guard let folder = Bundle.module.url(forResource: "Console", withExtension: nil),
+              let names = try? FileManager.default.contentsOfDirectory(atPath: folder.path) else {
+            preconditionFailure("the Server module's Console resources are missing")
+        }
+        return names.reduce(into: [:]) { assets, name in
+            guard let contentType = contentTypes[(name as NSString).pathExtension],
+                  let body = try? Data(contentsOf: folder.appendingPathComponent(name)) else { return }
             let digest = SHA256.hash(data: body).prefix(12).map { String(format: "%02x", $0) }.joined()
             assets[name] = Asset(body: body, contentType: contentType, etag: "\"\(digest)\"")
         }

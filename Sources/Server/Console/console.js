@@ -1,58 +1,73 @@
-// The committee's console. Every text from the API is inserted with textContent, never as HTML;
-// the API key stays in this tab's sessionStorage and travels only in the Authorization header.
+// The committee's console: sign-in, language, navigation and routing. The API key stays in this
+// tab's sessionStorage and travels only in the Authorization header; every text from the API is
+// inserted as text (see ui.js).
 "use strict";
+import { session, t, api, el, status, forgetNames } from "./ui.js";
+import { views, mayUse } from "./views.js";
 
-const texts = {
-  en: {
-    title: "TechBank console", signInHeading: "Sign in", apiKey: "API key", signIn: "Sign in",
-    signedInAs: "Signed in as", signOut: "Sign out", switchTo: "中文", refused: "This key was refused.",
-    unreachable: "The server cannot be reached; try again.",
-    kinds: { operator: "operator", institute: "institute", enterprise: "enterprise", broker: "broker", sub_park: "sub-park", committee: "committee" },
-  },
-  zh: {
-    title: "TechBank 控制台", signInHeading: "登录", apiKey: "API 密钥", signIn: "登录",
-    signedInAs: "当前机构", signOut: "退出", switchTo: "English", refused: "该密钥未被接受。",
-    unreachable: "无法连接服务器，请重试。",
-    kinds: { operator: "运营方", institute: "研究机构", enterprise: "企业", broker: "经纪人", sub_park: "分园区", committee: "管理委员会" },
-  },
-};
-
-let language = (sessionStorage.getItem("language") || navigator.language || "en").toLowerCase().startsWith("zh") ? "zh" : "en";
-let caller = null;
+let leaving = null;
 
 function render() {
-  const t = texts[language];
-  document.documentElement.lang = language === "zh" ? "zh-Hans" : "en";
-  document.title = t.title;
-  for (const element of document.querySelectorAll("[data-text]")) element.textContent = t[element.dataset.text];
+  document.documentElement.lang = session.language === "zh" ? "zh-Hans" : "en";
+  document.title = t("appTitle");
+  for (const element of document.querySelectorAll("[data-text]")) element.textContent = t(element.dataset.text);
   const switcher = document.getElementById("language");
-  switcher.textContent = t.switchTo;
-  switcher.setAttribute("aria-label", t.switchTo);
+  switcher.textContent = t("switchTo");
+  switcher.setAttribute("aria-label", t("switchTo"));
+  const caller = session.caller;
   document.getElementById("sign-in").hidden = caller !== null;
   document.getElementById("session").hidden = caller === null;
+  document.getElementById("navigation").hidden = caller === null;
   if (caller) {
     document.getElementById("organization-name").textContent = caller.organization.name;
-    document.getElementById("organization-kind").textContent = t.kinds[caller.organization.kind] || caller.organization.kind;
+    document.getElementById("organization-kind").textContent = t("kinds")[caller.organization.kind] || caller.organization.kind;
+    const links = Object.keys(views).filter((name) => mayUse(name, caller.organization.kind))
+      .map((name) => el("li", {}, el("a", { href: "#" + name, "data-view": name }, t(name))));
+    document.getElementById("views").replaceChildren(...links);
   }
+  show();
 }
 
-async function api(path) {
-  const key = sessionStorage.getItem("apiKey");
-  const response = await fetch(path, { headers: { Authorization: "Bearer " + key, Accept: "application/json" } });
-  if (!response.ok) throw Object.assign(new Error(response.statusText), { status: response.status });
-  return response.json();
+/// Shows the view the location names (the overview by default), stopping what the previous one
+/// still fetched or streamed.
+async function show(focus = false) {
+  leaving?.abort();
+  leaving = null;
+  const main = document.getElementById("view");
+  if (!session.caller) { main.replaceChildren(); return; }
+  const [path, query] = location.hash.slice(1).split("?");
+  const [name, ...rest] = (path || "overview").split("/");
+  for (const link of document.querySelectorAll("#views a")) {
+    if (link.dataset.view === name) link.setAttribute("aria-current", "page"); else link.removeAttribute("aria-current");
+  }
+  const heading = el("h2", { id: "view-heading", tabindex: -1 }, views[name] ? t(name) : t("overview"));
+  main.replaceChildren(heading);
+  if (!mayUse(name, session.caller.organization.kind)) { main.append(status(t("notAvailable"), "alert")); return; }
+  const controller = new AbortController();
+  leaving = controller;
+  const loading = status(t("loading"));
+  const body = el("div", {});
+  main.append(loading, body);
+  if (focus) heading.focus();
+  try {
+    await views[name].render(body, rest, controller.signal);
+  } catch (failure) {
+    if (failure.name !== "AbortError") body.replaceChildren(status(`${t("failed")} ${failure.message}`, "alert"));
+  } finally {
+    loading.remove();
+  }
 }
 
 async function signIn(key) {
   sessionStorage.setItem("apiKey", key);
   const error = document.getElementById("sign-in-error");
   try {
-    caller = await api("/v1/me");
+    session.caller = await api("/v1/me");
     error.textContent = "";
   } catch (failure) {
     sessionStorage.removeItem("apiKey");
-    caller = null;
-    error.textContent = texts[language][failure.status === 401 ? "refused" : "unreachable"];
+    session.caller = null;
+    error.textContent = failure.status === 401 ? t("refused") : t("unreachable");
   }
   render();
 }
@@ -67,15 +82,18 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   document.getElementById("sign-out").addEventListener("click", () => {
     sessionStorage.removeItem("apiKey");
-    caller = null;
+    session.caller = null;
+    forgetNames();
+    history.replaceState(null, "", location.pathname);
     render();
     document.getElementById("api-key").focus();
   });
   document.getElementById("language").addEventListener("click", () => {
-    language = language === "zh" ? "en" : "zh";
-    sessionStorage.setItem("language", language);
+    session.language = session.language === "zh" ? "en" : "zh";
+    sessionStorage.setItem("language", session.language);
     render();
   });
+  window.addEventListener("hashchange", () => show(true));
   render();
   if (sessionStorage.getItem("apiKey")) signIn(sessionStorage.getItem("apiKey"));
 });
