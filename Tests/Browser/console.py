@@ -210,11 +210,14 @@ def institute(browser):
     assert links == ["Overview", "Deals", "Technologies", "Audit"], f"an institute's views: {links}"
     page.goto(base + "/console#approvals")
     expect(page.locator("#view [role=alert]")).to_have_text("This view is not available to your organization.")
+    for name in ["constructor", "__proto__", "toString", "nothing/at/all?x=1"]:
+        page.goto(base + "/console#" + name)
+        expect(page.locator("#view-heading")).to_have_text("Overview")
     tab.view("Deals")
     expect(page.locator("#view tbody tr").first).to_be_visible()
     assert page.get_by_role("button", name="Approve").count() == 0
     tab.shot("deals")
-    tab.check(f"an institute sees {links}, no approval action anywhere")
+    tab.check(f"an institute sees {links}, no approval action anywhere; unknown views show the overview")
     tab.close()
 
 

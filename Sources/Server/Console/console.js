@@ -35,12 +35,13 @@ async function show(focus = false) {
   leaving = null;
   const main = document.getElementById("view");
   if (!session.caller) { main.replaceChildren(); return; }
-  const [path, query] = location.hash.slice(1).split("?");
-  const [name, ...rest] = (path || "overview").split("/");
+  const [path] = location.hash.slice(1).split("?");
+  const [requested, ...rest] = (path || "overview").split("/");
+  const name = Object.hasOwn(views, requested) ? requested : "overview";
   for (const link of document.querySelectorAll("#views a")) {
     if (link.dataset.view === name) link.setAttribute("aria-current", "page"); else link.removeAttribute("aria-current");
   }
-  const heading = el("h2", { id: "view-heading", tabindex: -1 }, views[name] ? t(name) : t("overview"));
+  const heading = el("h2", { id: "view-heading", tabindex: -1 }, t(name));
   main.replaceChildren(heading);
   if (!mayUse(name, session.caller.organization.kind)) { main.append(status(t("notAvailable"), "alert")); return; }
   const controller = new AbortController();

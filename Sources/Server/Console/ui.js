@@ -9,12 +9,12 @@ export const session = {
 };
 
 export function t(key) {
-  return texts[session.language][key] ?? key;
+  return Object.hasOwn(texts[session.language], key) ? texts[session.language][key] : key;
 }
 
 /// An enumerated value from the API (a status, a kind, a dimension) in the user's language.
 export function value(code) {
-  return texts[session.language].values[code] ?? code;
+  return Object.hasOwn(texts[session.language].values, code) ? texts[session.language].values[code] : code;
 }
 
 export function locale() {

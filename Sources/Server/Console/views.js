@@ -19,8 +19,9 @@ export const views = {
 };
 
 export function mayUse(name, kind) {
+  if (!Object.hasOwn(views, name)) return false;
   const view = views[name];
-  return view !== undefined && (view.kinds === null || view.kinds.includes(kind));
+  return view.kinds === null || view.kinds.includes(kind);
 }
 
 function countBy(items, key) {
