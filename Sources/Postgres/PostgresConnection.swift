@@ -182,8 +182,15 @@ public final class PostgresConnection: @unchecked Sendable {
         _ = try await run { try self.execute(PostgresStatement(sql)) }
     }
 
-    /// Runs a script of several statements with the simple-query protocol. For trusted, fixed SQL
-    /// only (the schema): it cannot bind parameters.
+    /// Throws unless this server takes writes: on a standby, or where transactions are read-only
+    /// by default (a primary being demoted), the error is a `read_only_sql_transaction` (25006),
+    /// so that a pool drops its connections to this server.
+    public func requireWrites() async throws {
+        guard try await query("SELECT current_setting('transaction_read_only') = 'off'")[0].decode(Bool.self, at: 0) else {
+            throw PostgresError(code: .server, sqlState: SQLState.readOnlySQLTransaction, message: "the server takes no writes (a standby)")
+        }
+    }
+
     public func executeScript(_ sql: String) async throws {
         if let settings = pendingSettingsStatement() { _ = try await runPipelined([], after: settings) }
         // The script may roll back what it set, or set custom settings itself.

@@ -78,6 +78,15 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
         return sqlState.hasPrefix("08") || SQLState.unavailable.contains(sqlState)
     }
 
+    /// The server this connection reached cannot serve this pool any more: the connection broke,
+    /// the server is shutting down or crashing, or it is a read-only standby (a primary demoted by
+    /// a failover). Other connections to the same server are likely no better.
+    public var isServerGone: Bool {
+        if code == .connection { return true }
+        guard let sqlState else { return false }
+        return sqlState.hasPrefix("08") || SQLState.serverGone.contains(sqlState)
+    }
+
     /// A serialization failure or deadlock: the whole transaction may simply be run again.
     public var isRetryableTransactionFailure: Bool {
         sqlState == SQLState.serializationFailure || sqlState == SQLState.deadlockDetected
@@ -102,7 +111,9 @@ public enum SQLState {
     public static let featureNotSupported = "0A000"
     /// Besides class 08 (connection exception): the server is shutting down, crashing or starting,
     /// has no connection slot left, or is a read-only standby.
-    static let unavailable: Set<String> = [adminShutdown, "57P02", "57P03", "53300", readOnlySQLTransaction]
+    static let unavailable: Set<String> = serverGone.union(["57P03", "53300"])
+    /// Besides class 08: the server is shutting down or crashing, or is a read-only standby.
+    static let serverGone: Set<String> = [adminShutdown, "57P02", readOnlySQLTransaction]
 
     static let names: [String: String] = [
         uniqueViolation: "unique_violation",

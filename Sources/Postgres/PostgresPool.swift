@@ -67,8 +67,9 @@ public final class PostgresPool: Service, Sendable {
             return value
         } catch {
             // A connection to a server that cannot serve (a standby after a failover, one shutting
-            // down) is not kept: the next lease opens a new one, to wherever `conninfo` now leads.
-            await state.release(connection, discard: (error as? PostgresError)?.isUnavailable == true)
+            // down) is not kept, nor are the idle ones to the same server: the next leases open new
+            // ones, to wherever `conninfo` now leads (with several hosts, the new primary).
+            await state.release(connection, serverGone: (error as? PostgresError)?.isServerGone == true)
             throw error
         }
     }
@@ -244,15 +245,24 @@ private actor PoolState {
         serveWaiter()
     }
 
-    func release(_ connection: PostgresConnection, discard: Bool = false) {
+    /// Takes a leased connection back. When its server is gone, the idle connections are closed
+    /// with it: they reached the same server.
+    func release(_ connection: PostgresConnection, serverGone: Bool = false) {
         leasedCount -= 1
-        if connection.isReusable, !discard, !closed {
+        if connection.isReusable, !serverGone, !closed {
             idle.append(connection)
         } else {
             connection.close()
             openCount -= 1
         }
+        if serverGone { closeIdle() }
         serveWaiter()
+    }
+
+    private func closeIdle() {
+        for connection in idle { connection.close() }
+        openCount -= idle.count
+        idle.removeAll()
     }
 
     private func serveWaiter() {
@@ -262,9 +272,7 @@ private actor PoolState {
 
     func close() {
         closed = true
-        for connection in idle { connection.close() }
-        openCount -= idle.count
-        idle.removeAll()
+        closeIdle()
         for waiter in waiters {
             waiter.continuation.resume(throwing: PostgresError(code: .poolClosed, message: "the connection pool is closed"))
         }

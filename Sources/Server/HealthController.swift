@@ -2,8 +2,9 @@ import Hummingbird
 import Postgres
 import TechBank
 
-/// `GET /healthz` (the process is up) and `GET /readyz` (the database answers and holds the
-/// schema this binary expects).
+/// `GET /healthz` (the process is up) and `GET /readyz` (the database answers, takes writes, and
+/// holds the schema this binary expects). While a failover is under way, `/readyz` answers 503
+/// until the pool reaches the new primary.
 struct HealthController {
     let pool: PostgresPool
 
@@ -30,9 +31,12 @@ struct HealthController {
         router.get("readyz") { _, context -> Response in
             let current: Bool
             do {
-                current = try await pool.withConnection { try await Schema.isCurrent($0) }
+                current = try await pool.withConnection { connection in
+                    try await connection.requireWrites()
+                    return try await Schema.isCurrent(connection)
+                }
             } catch {
-                context.logger.warning("not ready: the database does not answer", metadata: ["error": "\(error)"])
+                context.logger.warning("not ready: the database does not answer or takes no writes", metadata: ["error": "\(error)"])
                 return try unavailable()
             }
             guard current else {

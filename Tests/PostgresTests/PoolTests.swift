@@ -52,6 +52,43 @@ struct PoolTests {
         }
     }
 
+    @Test("when one connection finds its server gone (25006: a demoted primary), the idle ones to the same server are dropped with it")
+    func idleConnectionsGoWithTheirServer() async throws {
+        try await TestDatabase.withPool(template: .empty, maxConnections: 3) { pool throws in
+            // Three connections open at once, then idle.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<3 { group.addTask { try await pool.withConnection { _ = try await $0.query("SELECT pg_sleep(0.2)") } } }
+                try await group.waitForAll()
+            }
+            #expect(await pool.usage().open == 3)
+            await #expect(throws: PostgresError.self) {
+                try await pool.withConnection { connection throws in
+                    try await connection.query("SET default_transaction_read_only = on")
+                    try await connection.query("CREATE TABLE refused (n int)")
+                }
+            }
+            let usage = await pool.usage()
+            #expect(usage.open == 0 && usage.leased == 0, "\(usage)")
+            // A lease just opens a new connection.
+            try await pool.withConnection { _ = try await $0.query("CREATE TABLE accepted (n int)") }
+        }
+    }
+
+    @Test("requireWrites refuses a server that takes no writes with 25006, and the pool drops the connection")
+    func requireWrites() async throws {
+        try await TestDatabase.withPool(template: .empty, maxConnections: 1) { pool throws in
+            try await pool.withConnection { try await $0.requireWrites() }
+            let error = await #expect(throws: PostgresError.self) {
+                try await pool.withConnection { connection throws in
+                    try await connection.query("SET default_transaction_read_only = on")
+                    try await connection.requireWrites()
+                }
+            }
+            #expect(error?.sqlState == SQLState.readOnlySQLTransaction && error?.isServerGone == true)
+            #expect(await pool.usage().open == 0)
+        }
+    }
+
     @Test func serializationFailureRunsTheWholeClosureAgain() async throws {
         try await TestDatabase.withPool(template: .empty, maxConnections: 2) { pool throws in
             try await pool.withConnection { connection throws in

@@ -65,6 +65,48 @@ struct DatabaseOutageTests {
         }
     }
 
+    @Test("a primary demoted under the server (its database turns read-only, its sessions end) and promoted again: 503 with Retry-After meanwhile, /readyz too; then a transfer retried with its id lands once")
+    func demotedThenPromoted() async throws {
+        try await TestDatabase.withPool(template: .techbank) { pool in
+            let database = try await pool.withConnection { try await $0.query("SELECT current_database()")[0].decode(String.self, at: 0) }
+            let conninfo = try await TestDatabase.serverConninfo()
+            /// What a failover does to this database, done as the cluster's superuser.
+            @Sendable func failover(readOnly: Bool) async throws {
+                let admin = try await PostgresConnection.connect(conninfo: conninfo, database: "postgres", statementTimeoutMilliseconds: 60_000,
+                                                                 threadPool: .singleton)
+                defer { admin.close() }
+                try await admin.query("ALTER DATABASE \(database) SET default_transaction_read_only = \(readOnly ? "on" : "off")")
+                try await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", [database])
+            }
+            try await withAPI(on: pool) { api in
+                let payer = try await api.createOrganization("Payer", kind: "enterprise")
+                let payee = try await api.createOrganization("Payee", kind: "enterprise")
+                let from = try await api.createAccount(for: payer, funded: 1_000)
+                let to = try await api.createAccount(for: payee)
+                #expect(try await api.call(.get, "/readyz", key: nil).status == .ok)
+
+                try await failover(readOnly: true)
+                let ready = try await withinLiveness { try await api.call(.get, "/readyz", key: nil) }
+                #expect(ready.status == .serviceUnavailable && ready.headers[.retryAfter] == "1", "\(ready)")
+                let transferID = newID()
+                for _ in 0..<3 {
+                    expectUnavailable(try await withinLiveness { try await api.transfer(from, to, 250, key: payer.key, id: transferID) })
+                }
+
+                try await failover(readOnly: false)
+                var back = false
+                for _ in 0..<100 where !back {
+                    back = try await api.call(.get, "/readyz", key: nil).status == .ok
+                    if !back { try await Task.sleep(for: .milliseconds(100)) }
+                }
+                #expect(back, "/readyz never answered 200 after the promotion")
+                #expect(try await api.transfer(from, to, 250, key: payer.key, id: transferID).status == .created)
+                #expect(try await api.transfer(from, to, 250, key: payer.key, id: transferID).status == .ok)
+                #expect(try await api.balances(from) == [250, 1_000, 0, 0])
+            }
+        }
+    }
+
     private func expectUnavailable(_ response: APIResponse, sourceLocation: SourceLocation = #_sourceLocation) {
         #expect(response.status == .serviceUnavailable, "\(response)", sourceLocation: sourceLocation)
         #expect(response.code == "unavailable", "\(response)", sourceLocation: sourceLocation)
