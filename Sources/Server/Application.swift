@@ -28,8 +28,10 @@ public struct ServerConfiguration: Sendable {
     public init() {}
 }
 
-/// Builds the router with every route and middleware.
-public func buildRouter(configuration: ServerConfiguration, pool: PostgresPool) -> Router<AppRequestContext> {
+/// Builds the router with every route and middleware. With a `readPool` (a hot standby), the
+/// committee reports and the audit log's events, checkpoints and proofs are read from it, and
+/// their responses carry `Data-Age`; everything else, and everything without one, uses `pool`.
+public func buildRouter(configuration: ServerConfiguration, pool: PostgresPool, readPool: PostgresPool? = nil) -> Router<AppRequestContext> {
     let organizations = Organizations(pool: pool)
     let ledger = Ledger(pool: pool)
     let metrics = Metrics()
@@ -73,9 +75,7 @@ public func buildRouter(configuration: ServerConfiguration, pool: PostgresPool) 
         .register(on: v1)
     DealController(deals: deals, matches: matches, organizations: organizations, idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes)
         .register(on: v1)
-    let audit = AuditLog(pool: pool)
-    let scope = AuditScope(log: audit)
-    AuditController(audit: audit, scope: scope, signer: configuration.auditSigner).register(on: v1)
+    let scope = AuditScope(log: AuditLog(pool: pool))
     EventStreamController(scope: scope, limits: configuration.eventStreams).register(on: v1)
     WebhookController(
         webhooks: Webhooks(pool: pool, secrets: configuration.webhooks.secrets, allowPrivateNetworks: configuration.webhooks.allowPrivateNetworks),
@@ -83,7 +83,12 @@ public func buildRouter(configuration: ServerConfiguration, pool: PostgresPool) 
     ).register(on: v1)
     MoneyController(money: money, organizations: organizations, idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes)
         .register(on: v1)
-    ReportController(reports: Reports(pool: pool)).register(on: v1)
+    // Read-only routes, from the standby when there is one.
+    let reads = readPool.map { v1.group("").add(middleware: DataAgeMiddleware(lag: ReplicaLag(pool: $0))) } ?? v1.group("")
+    let readLog = AuditLog(pool: readPool ?? pool)
+    AuditController(audit: readLog, scope: AuditScope(log: readLog), signer: configuration.auditSigner, onStandby: readPool != nil)
+        .register(on: reads)
+    ReportController(reports: Reports(pool: readPool ?? pool)).register(on: reads)
     // Router middleware added after the routes wraps only the not-found responder.
     router.add(middleware: MethodNotAllowedMiddleware(routes: RouteMethods(router.routes)))
     return router
@@ -95,14 +100,15 @@ public func buildRouter(configuration: ServerConfiguration, pool: PostgresPool) 
 public func buildApplication(
     configuration: ServerConfiguration,
     pool: PostgresPool,
+    readPool: PostgresPool? = nil,
     services: [any Service] = [],
     logger: Logger,
     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) -> some ApplicationProtocol {
     Application(
-        router: buildRouter(configuration: configuration, pool: pool),
+        router: buildRouter(configuration: configuration, pool: pool, readPool: readPool),
         configuration: ApplicationConfiguration(address: .hostname(configuration.host, port: configuration.port), serverName: "techbank"),
-        services: [pool] + services,
+        services: [pool] + (readPool.map { [$0] } ?? []) + services,
         onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },
         logger: logger
     )

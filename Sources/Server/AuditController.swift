@@ -11,6 +11,14 @@ struct AuditController: Sendable {
     let audit: AuditLog
     let scope: AuditScope
     let signer: CheckpointSigner
+    /// Whether `audit` reads a standby, which cannot number events: it serves the log as far as
+    /// it has replayed it (the primary numbers committed events every 250 ms, see `Webhooks`).
+    var onStandby = false
+
+    /// The log's size for this request: on the primary, after numbering every committed event.
+    func currentSize() async throws -> Int {
+        onStandby ? try await audit.size() : try await audit.sequence()
+    }
 
     struct EventBody: Encodable, Sendable {
         let entry: AuditLog.Entry
@@ -90,13 +98,13 @@ struct AuditController: Sendable {
         router.get("audit/events/:seq") { request, context in
             let identity = try context.requireIdentity()
             guard let seq = context.parameters.get("seq").flatMap(Int.init), seq >= 0 else { throw APIError.notFound }
-            try await audit.sequence()
+            _ = try await currentSize()
             guard let entry = try await audit.entry(seq), try await scope.mayRead(entry, identity) else { throw APIError.notFound }
             return try Reply.json(EventBody(entry: entry)).response
         }
         router.get("audit/checkpoint") { request, context in
             _ = try context.requireIdentity()
-            let size = try await audit.sequence()
+            let size = try await currentSize()
             let root = try await audit.root(size: size)
             let note = try signer.sign(size: size, root: root)
             if Self.prefersJSON(request.headers[.accept]) {
@@ -112,7 +120,7 @@ struct AuditController: Sendable {
         }
         router.get("audit/proofs/inclusion") { request, context in
             let identity = try context.requireIdentity()
-            let size = try await audit.sequence()
+            let size = try await currentSize()
             let seq = try Self.integer(request, "seq")
             let treeSize = try Self.integer(request, "size")
             guard treeSize >= 1, treeSize <= size else { throw APIError.validation("size", "must be 1 to the current tree size \(size)") }
@@ -123,7 +131,7 @@ struct AuditController: Sendable {
         }
         router.get("audit/proofs/consistency") { request, context in
             _ = try context.requireIdentity()
-            let size = try await audit.sequence()
+            let size = try await currentSize()
             let from = try Self.integer(request, "from")
             let to = try Self.integer(request, "to")
             guard to <= size else { throw APIError.validation("to", "must be at most the current tree size \(size)") }
@@ -149,7 +157,7 @@ struct AuditController: Sendable {
             guard let value = Int(try Cursor.decode(text)), value >= 0 else { throw Cursor.invalid }
             return value
         } ?? -1
-        try await audit.sequence()
+        _ = try await currentSize()
         let entries = try await scope.entries(filter, visibleTo: identity, after: after, limit: limit + 1)
         let page = Array(entries.prefix(limit))
         return try Reply.json(PageBody(data: page.map(EventBody.init),

@@ -84,6 +84,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Address to listen on (env: TECHBANK_HOST; default: 127.0.0.1).")
     var host: String?
 
+    @Option(help: "libpq URL of a hot standby for read-only routes: reports and the audit log (env: TECHBANK_READ_DATABASE_URL; `target_session_attrs=prefer-standby` works). Unset: everything uses the primary.")
+    var readDatabaseURL: String?
+
     @Option(help: "Port to listen on (env: TECHBANK_PORT; default: 8080).")
     var port: Int?
 
@@ -142,6 +145,13 @@ struct Serve: AsyncParsableCommand {
             throw error
         }
         let pool = PostgresPool(configuration: application, logger: logger)
+        // Same role and limits as the primary's pool; it only reads.
+        let readPool = (readDatabaseURL ?? environment["TECHBANK_READ_DATABASE_URL"]).flatMap { url -> PostgresPool? in
+            guard !url.isEmpty else { return nil }
+            var reads = application
+            reads.conninfo = url
+            return PostgresPool(configuration: reads, logger: logger)
+        }
         do {
             if let generated = try await Organizations(pool: pool).bootstrapOperator(adminKey: environment["TECHBANK_ADMIN_KEY"]) {
                 // Shown once: only its hash is stored.
@@ -153,7 +163,8 @@ struct Serve: AsyncParsableCommand {
             let sweeper = LedgerSweeper(ledger: Ledger(pool: pool), logger: logger)
             let housekeeping = Housekeeping(pool: pool, logger: logger)
             let deliverer = WebhookDeliverer(pool: pool, settings: server.webhooks, logger: logger)
-            let app = buildApplication(configuration: server, pool: pool, services: [sweeper, housekeeping, deliverer], logger: logger) { port in
+            let app = buildApplication(configuration: server, pool: pool, readPool: readPool, services: [sweeper, housekeeping, deliverer],
+                                       logger: logger) { port in
                 logger.info("TechBank listening on http://\(host):\(port)", metadata: [
                     "database": "\(databaseDescription)", "schema_version": "\(version)",
                 ])
@@ -166,6 +177,7 @@ struct Serve: AsyncParsableCommand {
             try await ServiceGroup(configuration: group).run()
         } catch {
             await pool.close()
+            await readPool?.close()
             await stopAfterFailure(embedded, logger: logger)
             throw error
         }

@@ -249,7 +249,9 @@ func withAPI(maxBodyBytes: Int? = nil, configure: (inout ServerConfiguration) ->
 /// Boots the app on the database of `pool`, which holds the schema, and runs `body` against it.
 /// The app has a pool of its own, configured like `pool` but working as `Schema.applicationRole`.
 /// `live`: on a real local port (the client's `port`), for clients other than the test's own.
-func withAPI(on pool: PostgresPool, maxBodyBytes: Int? = nil, live: Bool = false, configure: (inout ServerConfiguration) -> Void = { _ in },
+/// `readConninfo`: a hot standby of that database, for the app's read pool.
+func withAPI(on pool: PostgresPool, maxBodyBytes: Int? = nil, live: Bool = false, readConninfo: String? = nil,
+             configure: (inout ServerConfiguration) -> Void = { _ in },
              _ body: @escaping @Sendable (API) async throws -> Void) async throws {
     _ = try await Organizations(pool: pool).bootstrapOperator(adminKey: operatorKey)
     var configuration = ServerConfiguration()
@@ -259,14 +261,21 @@ func withAPI(on pool: PostgresPool, maxBodyBytes: Int? = nil, live: Bool = false
     var application = pool.configuration
     application.role = Schema.applicationRole
     let applicationPool = PostgresPool(configuration: application, logger: TestDatabase.logger)
-    let app = buildApplication(configuration: configuration, pool: applicationPool, logger: TestDatabase.logger)
+    let readPool = readConninfo.map { conninfo in
+        var reads = application
+        reads.conninfo = conninfo
+        return PostgresPool(configuration: reads, logger: TestDatabase.logger)
+    }
+    let app = buildApplication(configuration: configuration, pool: applicationPool, readPool: readPool, logger: TestDatabase.logger)
     do {
         try await app.test(live ? .live : .router) { client in
             try await body(API(client: client, pool: pool))
         }
         await applicationPool.close()
+        await readPool?.close()
     } catch {
         await applicationPool.close()
+        await readPool?.close()
         throw error
     }
 }

@@ -16,7 +16,7 @@ struct DatabaseOutageTests {
 
     @Test("while the database is down, every request gets 503 with Retry-After; after it is back, the server serves again", arguments: Outage.allCases)
     func serverRidesOutAnOutage(_ outage: Outage) async throws {
-        let cluster = try OutageCluster(port: outage == .stopped ? 5436 : 5437)
+        let cluster = try ThrowawayCluster(port: outage == .stopped ? 5436 : 5437)
         defer { cluster.destroy() }
         try await cluster.start()
         var configuration = PostgresConfiguration(conninfo: cluster.conninfo)
@@ -129,35 +129,4 @@ struct DatabaseOutageTests {
             return try #require(first, "the request hung while the database was down")
         }
     }
-}
-
-/// A throwaway embedded cluster that a test may stop, kill and start again.
-private struct OutageCluster: Sendable {
-    let cluster: EmbeddedPostgres
-    let directory: String
-
-    init(port: Int) throws {
-        directory = NSTemporaryDirectory() + "techbank-outage-\(UUID().uuidString.prefix(8))"
-        var options = EmbeddedPostgres.Options(directory: directory)
-        options.port = port
-        options.settings = ["fsync": "off"]
-        cluster = try EmbeddedPostgres(options: options)
-    }
-
-    var conninfo: String { cluster.conninfo }
-
-    func start() async throws { _ = try await cluster.start(logger: TestDatabase.logger) }
-    func stop() async throws { try await cluster.stop(logger: TestDatabase.logger) }
-
-    /// SIGKILL to the postmaster and every child of it, as a power cut leaves them.
-    func kill() throws {
-        let pidFile = directory + "/data/postmaster.pid"
-        let line = String(decoding: try #require(FileManager.default.contents(atPath: pidFile)), as: UTF8.self).split(separator: "\n")[0]
-        let postmaster = try #require(Int32(line))
-        let children = (try? String(contentsOfFile: "/proc/\(postmaster)/task/\(postmaster)/children", encoding: .utf8)) ?? ""
-        #expect(Glibc.kill(postmaster, SIGKILL) == 0)
-        for child in children.split(separator: " ").compactMap({ Int32($0) }) { _ = Glibc.kill(child, SIGKILL) }
-    }
-
-    func destroy() { try? cluster.destroy() }
 }
