@@ -84,7 +84,7 @@ public func buildRouter(configuration: ServerConfiguration, pool: PostgresPool, 
     MoneyController(money: money, organizations: organizations, idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes)
         .register(on: v1)
     // Read-only routes, from the standby when there is one.
-    let reads = readPool.map { v1.group("").add(middleware: DataAgeMiddleware(lag: ReplicaLag(pool: $0))) } ?? v1.group("")
+    let reads = readPool.map { v1.group("").add(middleware: DataAgeMiddleware(lag: ReplicaLag(pool: $0))) } ?? v1
     let readLog = AuditLog(pool: readPool ?? pool)
     AuditController(audit: readLog, scope: AuditScope(log: readLog), signer: configuration.auditSigner, onStandby: readPool != nil)
         .register(on: reads)

@@ -97,6 +97,10 @@ def committee_on_desktop(browser):
     expect(card).to_have_count(1)
     for label in ["Parties", "Kind", "Territories", "Total", "Approval rule"]:
         expect(card.get_by_text(label, exact=True)).to_be_visible()
+    card.get_by_role("button", name="Reject").click()
+    expect(page.get_by_role("dialog")).to_be_visible()
+    page.keyboard.press("Escape")  # nothing decided, and the dialog leaves the page
+    expect(page.locator("dialog")).to_have_count(0)
     card.get_by_role("button", name="Approve").click()
     dialog = page.get_by_role("dialog")
     expect(dialog.get_by_label("Reason")).to_be_focused()

@@ -48,12 +48,7 @@ struct DatabaseOutageTests {
             expectUnavailable(write)
 
             try await cluster.start()
-            var back = false
-            for _ in 0..<300 where !back {
-                back = try await api.call(.get, "/readyz", key: nil).status == .ok
-                if !back { try await Task.sleep(for: .milliseconds(100)) }
-            }
-            #expect(back, "/readyz never answered 200 after the database came back")
+            #expect(try await readyAgain(api), "/readyz never answered 200 after the database came back")
 
             // The transfer refused with 503 was not made; sent again with its id it lands once.
             #expect(try await api.transfer(from, to, 250, key: payer.key, id: transferID).status == .created)
@@ -94,17 +89,21 @@ struct DatabaseOutageTests {
                 }
 
                 try await failover(readOnly: false)
-                var back = false
-                for _ in 0..<100 where !back {
-                    back = try await api.call(.get, "/readyz", key: nil).status == .ok
-                    if !back { try await Task.sleep(for: .milliseconds(100)) }
-                }
-                #expect(back, "/readyz never answered 200 after the promotion")
+                #expect(try await readyAgain(api), "/readyz never answered 200 after the promotion")
                 #expect(try await api.transfer(from, to, 250, key: payer.key, id: transferID).status == .created)
                 #expect(try await api.transfer(from, to, 250, key: payer.key, id: transferID).status == .ok)
                 #expect(try await api.balances(from) == [250, 1_000, 0, 0])
             }
         }
+    }
+
+    /// Whether `/readyz` answers 200 within 30 s (polled every 100 ms).
+    private func readyAgain(_ api: API) async throws -> Bool {
+        for _ in 0..<300 {
+            if try await api.call(.get, "/readyz", key: nil).status == .ok { return true }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return false
     }
 
     private func expectUnavailable(_ response: APIResponse, sourceLocation: SourceLocation = #_sourceLocation) {

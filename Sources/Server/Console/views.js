@@ -126,8 +126,9 @@ async function approvals(main) {
 function decide(deal, decision, main) {
   const reason = el("textarea", { id: "reason", name: "reason", required: true, maxlength: 2000, rows: 3 });
   const error = el("p", { role: "alert" });
-  const dialog = el("dialog", { "aria-labelledby": "decision-heading" });
-  const close = () => { dialog.close(); dialog.remove(); };
+  // Closed by Cancel, by Escape or after the decision; then it leaves the page.
+  const dialog = el("dialog", { "aria-labelledby": "decision-heading", onclose: () => dialog.remove() });
+  const close = () => dialog.close();
   dialog.append(el("form", {
     method: "dialog",
     onsubmit: async (event) => {
