@@ -203,6 +203,18 @@ def committee_on_desktop(browser):
     expect(page.get_by_label("API key")).to_be_visible()
     assert page.evaluate("() => sessionStorage.getItem('apiKey')") is None
     tab.check("signed out, the key forgotten")
+
+    # The next organization in this tab fetches every title itself: nothing the committee's
+    # session fetched is shown from memory.
+    signed_in_at = len(tab.requests)
+    page.get_by_label("API key").fill(setup["institute"]["key"])  # in the same page: no reload forgets for us
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#organization-name")).to_have_text(setup["institute"]["name"])
+    tab.view("Deals")
+    expect(page.locator("#view tbody tr").first).to_be_visible()
+    fetched = [url for url in tab.requests[signed_in_at:] if "/v1/technologies/" in url]
+    assert len(fetched) >= page.locator("#view tbody tr").count(), f"titles served from the last session's memory: {fetched}"
+    tab.check("after signing out, the next organization's titles are fetched with its own key")
     tab.close()
 
 

@@ -42,7 +42,7 @@ struct ConsoleTests {
     func thePageKeepsToThePolicy() throws {
         let page = String(decoding: try #require(ConsoleController.assets["index.html"]).body, as: UTF8.self)
         let scripts = ConsoleController.assets.filter { $0.key.hasSuffix(".js") }
-        #expect(Set(scripts.keys) == ["console.js", "ui.js", "views.js", "texts.js", "audit.js"])
+        #expect(Set(scripts.keys) == ["console.js", "ui.js", "views.js", "reports.js", "texts.js", "audit.js"])
         let scriptTags = page.components(separatedBy: "<script").dropFirst()
         #expect(scriptTags.count == 1 && scriptTags.allSatisfy { $0.hasPrefix(" type=\"module\" src=\"/console/console.js\"></script>") },
                 "one module from /console/, which imports the others")

@@ -2,7 +2,7 @@
 // tab's sessionStorage and travels only in the Authorization header; every text from the API is
 // inserted as text (see ui.js).
 "use strict";
-import { session, t, api, el, status, forgetNames } from "./ui.js";
+import { session, t, api, el, status, forgetSession } from "./ui.js";
 import { views, mayUse } from "./views.js";
 
 let leaving = null;
@@ -84,7 +84,7 @@ document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("sign-out").addEventListener("click", () => {
     sessionStorage.removeItem("apiKey");
     session.caller = null;
-    forgetNames();
+    forgetSession();
     history.replaceState(null, "", location.pathname);
     render();
     document.getElementById("api-key").focus();

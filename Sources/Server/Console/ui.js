@@ -115,17 +115,45 @@ export function date(text) {
     : value.toLocaleString(locale());
 }
 
-/// The names of organizations the caller may see, by id, fetched once per id.
+/// What this session fetched once per id: organizations' names and technologies' titles. Signing
+/// out forgets them, so the next organization in this tab sees only what it may fetch itself.
 const names = new Map();
+const titles = new Map();
+export function forgetSession() {
+  names.clear();
+  titles.clear();
+}
+
+/// An organization's name by id (its id's start if the caller may not see it).
 export async function organizationName(id) {
   if (!id) return "—";
   if (!names.has(id)) names.set(id, api("/v1/organizations/" + id).then((organization) => organization.name, () => id.slice(0, 8)));
   return names.get(id);
 }
 
-export function forgetNames() { names.clear(); }
 
 /// A status line that screen readers announce.
 export function status(text, kind = "status") {
   return el("p", { role: kind, class: kind }, text);
+}
+
+/// A technology's title by id, fetched once per id (its id's start if the caller may not see it).
+export function technologyTitle(id) {
+  if (!titles.has(id)) titles.set(id, api("/v1/technologies/" + id).then((technology) => technology.title, () => id.slice(0, 8)));
+  return titles.get(id);
+}
+
+export function link(href, text) {
+  return el("a", { href }, text);
+}
+
+/// A labelled select of `[value, text]` options.
+export function select(id, label, options, chosen) {
+  return [el("label", { for: id }, label),
+    el("select", { id, name: id }, options.map(([option, text]) => el("option", { value: option, selected: option === chosen }, text)))];
+}
+
+/// A description list of `[term, description]` pairs.
+export function details(pairs) {
+  return el("dl", {}, pairs.flatMap(([term, description]) => [el("dt", {}, term), el("dd", {}, description)]));
 }
