@@ -29,8 +29,10 @@ public struct ServerConfiguration: Sendable {
 }
 
 /// Builds the router with every route and middleware. With a `readPool` (a hot standby), the
-/// committee reports and the audit log's events, checkpoints and proofs are read from it, and
-/// their responses carry `Data-Age`; everything else, and everything without one, uses `pool`.
+/// read-only routes that need not read their own writes are read from it, and their responses
+/// carry `Data-Age`: the committee reports, the sub-parks' activity, the technology and demand
+/// searches, and the audit log's events, checkpoints and proofs. Everything else, and everything
+/// without a standby, uses `pool`.
 public func buildRouter(configuration: ServerConfiguration, pool: PostgresPool, readPool: PostgresPool? = nil) -> Router<AppRequestContext> {
     let organizations = Organizations(pool: pool)
     let ledger = Ledger(pool: pool)
@@ -59,7 +61,11 @@ public func buildRouter(configuration: ServerConfiguration, pool: PostgresPool, 
     }
 
     let v1 = router.group("v1").add(middleware: AuthMiddleware(organizations: organizations)).add(middleware: QueryNULMiddleware())
-    OrganizationController(organizations: organizations, idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes).register(on: v1)
+    // The read-only routes, from the standby when there is one.
+    let reads = readPool.map { v1.group("").add(middleware: DataAgeMiddleware(lag: ReplicaLag(pool: $0))) } ?? v1
+    let readsFrom = readPool ?? pool
+    OrganizationController(organizations: organizations, activities: Organizations(pool: readsFrom), idempotency: idempotency,
+                           maxBodyBytes: configuration.maxBodyBytes).register(on: v1, reads: reads)
     LedgerController(
         ledger: ledger, money: money, idempotency: idempotency, metrics: metrics,
         maxBodyBytes: configuration.maxBodyBytes, maxBatchBodyBytes: configuration.maxBatchBodyBytes
@@ -67,10 +73,13 @@ public func buildRouter(configuration: ServerConfiguration, pool: PostgresPool, 
     let deals = Deals(pool: pool, rules: configuration.dealRules)
     let matches = Matches(pool: pool)
     TechnologyController(
-        technologies: Technologies(pool: pool), deals: deals, organizations: organizations, idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes
-    ).register(on: v1)
-    DemandController(demands: Demands(pool: pool), matches: matches, organizations: organizations, idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes)
-        .register(on: v1)
+        technologies: Technologies(pool: pool), searches: Technologies(pool: readsFrom), deals: deals, organizations: organizations,
+        idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes
+    ).register(on: v1, reads: reads)
+    DemandController(
+        demands: Demands(pool: pool), searches: Demands(pool: readsFrom), matches: matches, organizations: organizations, idempotency: idempotency,
+        maxBodyBytes: configuration.maxBodyBytes
+    ).register(on: v1, reads: reads)
     MatchController(matches: matches, organizations: organizations, idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes)
         .register(on: v1)
     DealController(deals: deals, matches: matches, organizations: organizations, idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes)
@@ -83,12 +92,10 @@ public func buildRouter(configuration: ServerConfiguration, pool: PostgresPool, 
     ).register(on: v1)
     MoneyController(money: money, organizations: organizations, idempotency: idempotency, maxBodyBytes: configuration.maxBodyBytes)
         .register(on: v1)
-    // Read-only routes, from the standby when there is one.
-    let reads = readPool.map { v1.group("").add(middleware: DataAgeMiddleware(lag: ReplicaLag(pool: $0))) } ?? v1
-    let readLog = AuditLog(pool: readPool ?? pool)
+    let readLog = AuditLog(pool: readsFrom)
     AuditController(audit: readLog, scope: AuditScope(log: readLog), signer: configuration.auditSigner, onStandby: readPool != nil)
         .register(on: reads)
-    ReportController(reports: Reports(pool: readPool ?? pool)).register(on: reads)
+    ReportController(reports: Reports(pool: readsFrom)).register(on: reads)
     // Router middleware added after the routes wraps only the not-found responder.
     router.add(middleware: MethodNotAllowedMiddleware(routes: RouteMethods(router.routes)))
     return router

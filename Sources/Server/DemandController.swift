@@ -11,6 +11,8 @@ import TechBank
 /// the committee, the operator, and the broker and seller of a match on it. The owner, the poster and the operator change or close one.
 struct DemandController: Sendable {
     let demands: Demands
+    /// Where searches read: the standby's store when the server has one.
+    let searches: Demands
     let matches: Matches
     let organizations: Organizations
     let idempotency: Idempotency
@@ -136,11 +138,12 @@ struct DemandController: Sendable {
 
     // MARK: Routes
 
-    func register(on router: some RouterMethods<AppRequestContext>) {
+    /// Registers the routes on `router`, and the search on `reads` (the routes read from a standby).
+    func register(on router: some RouterMethods<AppRequestContext>, reads: some RouterMethods<AppRequestContext>) {
         router.post("demands") { request, context in
             try await idempotency.run(request, context: context) { request, context in try await create(request, context) }
         }
-        router.get("demands") { request, context in try await search(request, context).response }
+        reads.get("demands") { request, context in try await search(request, context).response }
         router.get("demands/:id") { request, context in
             let (demand, _) = try await visible(request, context)
             return try reply(demand).response
@@ -199,7 +202,7 @@ struct DemandController: Sendable {
         query.status = try request.enumQuery(DemandStatus.self, "status")
         query.ownerID = try request.uuidQuery("owner_id")
         query.subParkID = try request.uuidQuery("sub_park_id")
-        let page = try await demands.search(query, visibleTo: identity, limit: limit, offset: try Cursor.offset(cursor, max: Demands.maxOffset))
+        let page = try await searches.search(query, visibleTo: identity, limit: limit, offset: try Cursor.offset(cursor, max: Demands.maxOffset))
         return try Reply.json(PageBody(data: page.items.map(DemandBody.init), nextCursor: Cursor.next(offset: page.nextOffset, max: Demands.maxOffset)))
     }
 

@@ -6,6 +6,8 @@ import TechBank
 /// of its members' registry activity.
 struct OrganizationController: Sendable {
     let organizations: Organizations
+    /// Where the sub-parks' activity reads: the standby's store when the server has one.
+    let activities: Organizations
     let idempotency: Idempotency
     let maxBodyBytes: Int
 
@@ -114,7 +116,9 @@ struct OrganizationController: Sendable {
         }
     }
 
-    func register(on router: some RouterMethods<AppRequestContext>) {
+    /// Registers the routes on `router`, and the sub-parks' activity on `reads` (the routes read
+    /// from a standby).
+    func register(on router: some RouterMethods<AppRequestContext>, reads: some RouterMethods<AppRequestContext>) {
         router.post("organizations") { request, context in
             try await idempotency.run(request, context: context) { request, context in try await create(request, context) }
         }
@@ -125,7 +129,7 @@ struct OrganizationController: Sendable {
         router.post("organizations/:id/api-keys") { request, context in try await issueKey(request, context).response }
         router.get("organizations/:id/api-keys") { request, context in try await listKeys(request, context).response }
         router.delete("organizations/:id/api-keys/:key_id") { request, context in try await revokeKey(request, context) }
-        router.get("sub-parks/:id/activity") { request, context in try await activity(request, context).response }
+        reads.get("sub-parks/:id/activity") { request, context in try await activity(request, context).response }
     }
 
     @Sendable func create(_ request: Request, _ context: AppRequestContext) async throws -> Reply {
@@ -248,11 +252,11 @@ struct OrganizationController: Sendable {
     func activity(_ request: Request, _ context: AppRequestContext) async throws -> Reply {
         let identity = try context.requireIdentity()
         let id = try request.uuidParameter("id", context)
-        guard identity.readsEverything || identity.organizationID == id, let subPark = try await organizations.get(id), subPark.kind == .subPark else {
+        guard identity.readsEverything || identity.organizationID == id, let subPark = try await activities.get(id), subPark.kind == .subPark else {
             throw APIError.notFound
         }
         let (from, to) = try request.period(maxDays: Self.maxActivityDays)
-        let activity = try await organizations.activity(ofSubPark: id, from: from, through: to)
+        let activity = try await activities.activity(ofSubPark: id, from: from, through: to)
         func counts(_ counts: SubParkActivity.Counts) -> CountsBody { CountsBody(total: counts.total, byField: counts.byField, byStatus: counts.byStatus) }
         return try Reply.json(ActivityBody(subParkID: id, from: from.description, to: to.description, members: activity.members,
                                            technologies: counts(activity.technologies), demands: counts(activity.demands),

@@ -12,6 +12,8 @@ import TechBank
 /// operator and the counterparties of its deals. Only the owner or the operator changes it.
 struct TechnologyController: Sendable {
     let technologies: Technologies
+    /// Where searches read: the standby's store when the server has one.
+    let searches: Technologies
     let deals: Deals
     let organizations: Organizations
     let idempotency: Idempotency
@@ -245,14 +247,15 @@ struct TechnologyController: Sendable {
 
     // MARK: Routes
 
-    func register(on router: some RouterMethods<AppRequestContext>) {
+    /// Registers the routes on `router`, and the search on `reads` (the routes read from a standby).
+    func register(on router: some RouterMethods<AppRequestContext>, reads: some RouterMethods<AppRequestContext>) {
         router.get("fields") { _, _ in
             try Reply.json(PageBody(data: try await technologies.fields().map { FieldBody(code: $0.code, nameEN: $0.nameEN, nameZH: $0.nameZH) }, nextCursor: nil)).response
         }
         router.post("technologies") { request, context in
             try await idempotency.run(request, context: context) { request, context in try await create(request, context) }
         }
-        router.get("technologies") { request, context in try await search(request, context).response }
+        reads.get("technologies") { request, context in try await search(request, context).response }
         router.get("technologies/:id") { request, context in
             let (technology, identity) = try await visible(request, context)
             return try await reply(technology, identity).response
@@ -329,7 +332,7 @@ struct TechnologyController: Sendable {
         query.subParkID = try request.uuidQuery("sub_park_id")
         query.ownerID = try request.uuidQuery("owner_id")
         let offset = try Cursor.offset(cursorText, max: Technologies.maxSearchOffset)
-        let page = try await technologies.search(query, visibleTo: identity, limit: limit, offset: offset)
+        let page = try await searches.search(query, visibleTo: identity, limit: limit, offset: offset)
         let next = Cursor.next(offset: page.nextOffset, max: Technologies.maxSearchOffset)
         let descriptions = try await confidentialDescriptions(page.items, identity)
         return try Reply.json(PageBody(data: zip(page.items, descriptions).map { TechnologyBody(technology: $0, description: $1) }, nextCursor: next))

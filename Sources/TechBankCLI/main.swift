@@ -84,7 +84,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Address to listen on (env: TECHBANK_HOST; default: 127.0.0.1).")
     var host: String?
 
-    @Option(help: "libpq URL of a hot standby for read-only routes: reports and the audit log (env: TECHBANK_READ_DATABASE_URL; `target_session_attrs=prefer-standby` works). Unset: everything uses the primary.")
+    @Option(help: "libpq URL of a hot standby for read-only routes: reports, searches, sub-park activity and the audit log (env: TECHBANK_READ_DATABASE_URL; `target_session_attrs=prefer-standby` works). Unset: everything uses the primary.")
     var readDatabaseURL: String?
 
     @Option(help: "Port to listen on (env: TECHBANK_PORT; default: 8080).")

@@ -8,18 +8,19 @@ import Testing
 import TestSupport
 
 /// Reads from a real hot standby (a streaming replica made with `pg_basebackup`): the committee
-/// reports and the audit log come from it with their `Data-Age`, writes stay on the primary, and
-/// a standby that lags says so.
+/// reports, the searches, the sub-parks' activity and the audit log come from it with their
+/// `Data-Age`, writes stay on the primary, and a standby that lags says so.
 @Suite("Reads from a hot standby")
 struct ReadReplicaTests {
     /// The read-only routes served from the read pool.
-    static func readRoutes(size: Int) -> [String] {
+    static func readRoutes(size: Int, subPark: String) -> [String] {
         ["/v1/reports/deals", "/v1/reports/transfers?group_by=currency", "/v1/reports/transfers?drill=currency:CNY",
+         "/v1/technologies", "/v1/technologies?q=beamforming", "/v1/demands", "/v1/sub-parks/\(subPark)/activity",
          "/v1/audit/events", "/v1/audit/events/0", "/v1/audit/checkpoint", "/v1/audit/public-key",
          "/v1/audit/proofs/inclusion?seq=0&size=\(size)", "/v1/audit/proofs/consistency?from=1&to=\(size)"]
     }
 
-    @Test("reports and the audit log come from the standby with Data-Age, the same figures as the primary once it caught up; writes stay on the primary; a lagging standby's Data-Age grows")
+    @Test("reports, searches, activity and the audit log come from the standby with Data-Age, the same figures as the primary once it caught up; writes stay on the primary; a lagging standby's Data-Age grows")
     func readsFromAStandby() async throws {
         let primary = try ThrowawayCluster(port: 5440)
         defer { primary.destroy() }
@@ -52,6 +53,9 @@ struct ReadReplicaTests {
         let figures = Mutex<[String: String]>([:])
         try await withAPI(on: pool, readConninfo: standby.conninfo) { api in
             let committee = try await api.createOrganization("Committee", kind: "committee")
+            let park = try await api.createOrganization("Park", kind: "sub_park")
+            let lab = try await api.createOrganization("Lab", kind: "institute", subParkID: park.id)
+            #expect(try await api.call(.post, "/v1/technologies", key: lab.key, json: technologyBody()).status == .created)
             let payer = try await api.createOrganization("Payer", kind: "enterprise")
             let payee = try await api.createOrganization("Payee", kind: "enterprise")
             let from = try await api.createAccount(for: payer, funded: 1_000)
@@ -62,12 +66,15 @@ struct ReadReplicaTests {
             try await caughtUp()
             let size = Int(try #require(try await api.call(.get, "/v1/audit/checkpoint", key: committee.key, headers: [.accept: "application/json"]).json["size"].int))
             #expect(size == (try await AuditLog(pool: pool).size()), "the standby's log is the primary's")
-            for route in Self.readRoutes(size: size) {
+            for route in Self.readRoutes(size: size, subPark: park.id) {
                 let response = try await api.call(.get, route, key: committee.key)
                 #expect(response.status == .ok, "\(route): \(response)")
                 #expect(response.headers[.dataAge] == "0", "\(route), caught up: \(response.headers)")
                 if !route.contains("checkpoint") { figures.withLock { $0[route] = String(decoding: response.body, as: UTF8.self) } }
             }
+
+            let found = try await api.call(.get, "/v1/technologies?q=beamforming", key: committee.key)
+            #expect(found.json["data"].array.count == 1, "the standby's search finds the technology registered on the primary: \(found)")
 
             // The standby stops replaying: its reports miss the newest transfer, and say how old they are.
             try await onStandby { _ = try await $0.query("SELECT pg_wal_replay_pause()") }
