@@ -62,7 +62,7 @@ public func buildRouter(configuration: ServerConfiguration, pool: PostgresPool, 
 
     let v1 = router.group("v1").add(middleware: AuthMiddleware(organizations: organizations)).add(middleware: QueryNULMiddleware())
     // The read-only routes, from the standby when there is one.
-    let reads = readPool.map { v1.group("").add(middleware: DataAgeMiddleware(lag: ReplicaLag(pool: $0))) } ?? v1
+    let reads = readPool.map { v1.group("").add(middleware: DataAgeMiddleware(lag: replicaLag(of: $0))) } ?? v1
     let readsFrom = readPool ?? pool
     OrganizationController(organizations: organizations, activities: Organizations(pool: readsFrom), idempotency: idempotency,
                            maxBodyBytes: configuration.maxBodyBytes).register(on: v1, reads: reads)

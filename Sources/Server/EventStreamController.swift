@@ -33,13 +33,16 @@ struct EventStreamController: Sendable {
     }
 
     let scope: AuditScope
-    let head: JournalHead
+    /// The number of sequenced journal events (sequencing what was committed first), shared by
+    /// every stream and read at most once per `limits.poll`.
+    let head: Recent<Int>
     let limits: Limits
     private let open = OpenStreams()
 
     init(scope: AuditScope, limits: Limits = Limits()) {
         self.scope = scope
-        self.head = JournalHead(audit: scope.log, maxAge: limits.poll)
+        let log = scope.log
+        self.head = Recent(maxAge: limits.poll) { try await log.sequence() }
         self.limits = limits
     }
 
@@ -65,7 +68,7 @@ struct EventStreamController: Sendable {
             throw error
         }
         let after: Int
-        if let resumeAfter { after = resumeAfter } else { after = try await head.size() - 1 }
+        if let resumeAfter { after = resumeAfter } else { after = try await head.value() - 1 }
         var headers = HTTPFields()
         headers[.contentType] = "text/event-stream"
         headers[.cacheControl] = "no-store"
@@ -77,7 +80,7 @@ struct EventStreamController: Sendable {
     }
 
     /// Writes events until the client goes away, the stream's time is up or the server shuts down.
-    static func run(after start: Int, identity: Identity, scope: AuditScope, head: JournalHead, limits: Limits,
+    static func run(after start: Int, identity: Identity, scope: AuditScope, head: Recent<Int>, limits: Limits,
                     writer: inout any ResponseBodyWriter) async throws {
         let clock = ContinuousClock()
         let deadline = clock.now + limits.maxDuration
@@ -85,7 +88,7 @@ struct EventStreamController: Sendable {
         try await writer.write(ByteBuffer(string: ": events after \(after)\n\n"))
         var lastWrite = clock.now
         while clock.now < deadline, !Task.isShuttingDownGracefully {
-            let size = try await head.size()
+            let size = try await head.value()
             if size - 1 > after {
                 let entries = try await scope.entries(AuditLog.Filter(), visibleTo: identity, after: after, limit: limits.page)
                 var text = ""
@@ -113,39 +116,6 @@ struct EventStreamController: Sendable {
     /// Whether `Accept` (absent: anything) allows `text/event-stream`.
     static func acceptsEventStream(_ accept: String?) -> Bool {
         accept.map { AcceptHeader.quality($0, of: ["text/event-stream", "text/*", "*/*"]) > 0 } ?? true
-    }
-}
-
-/// The number of sequenced journal events (sequencing what was committed), read from the
-/// database at most once per `maxAge` however many streams ask; concurrent askers share one read.
-final class JournalHead: Sendable {
-    let audit: AuditLog
-    let maxAge: Duration
-    private let state = Mutex<(size: Int, readAt: ContinuousClock.Instant?, reading: Task<Int, any Error>?)>((0, nil, nil))
-
-    init(audit: AuditLog, maxAge: Duration) {
-        self.audit = audit
-        self.maxAge = maxAge
-    }
-
-    func size() async throws -> Int {
-        let (cached, reading): (Int?, Task<Int, any Error>?) = state.withLock { state in
-            if let readAt = state.readAt, ContinuousClock.now - readAt < maxAge { return (state.size, nil) }
-            if state.reading == nil {
-                let audit = audit
-                state.reading = Task { try await audit.sequence() }
-            }
-            return (nil, state.reading)
-        }
-        if let cached { return cached }
-        guard let reading else { return 0 }
-        let result = await reading.result
-        state.withLock { state in
-            guard state.reading == reading else { return }
-            state.reading = nil
-            if case .success(let size) = result { (state.size, state.readAt) = (max(state.size, size), .now) }
-        }
-        return try result.get()
     }
 }
 

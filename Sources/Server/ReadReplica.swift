@@ -2,22 +2,13 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Postgres
-import Synchronization
 
 /// How far behind the primary the read pool's server is, for `Data-Age`: nil on a primary (the
 /// read pool may fall back to one), 0 on a standby that has replayed all it received, else the
 /// seconds since the last transaction it replayed committed. Measured at most every 250 ms.
-final class ReplicaLag: Sendable {
-    private let pool: PostgresPool
-    private let measured = Mutex<(at: ContinuousClock.Instant, seconds: Double?)?>(nil)
-    static let refresh: Duration = .milliseconds(250)
-
-    init(pool: PostgresPool) { self.pool = pool }
-
-    func seconds() async throws -> Double? {
-        let now = ContinuousClock.now
-        if let last = measured.withLock({ $0 }), now - last.at < Self.refresh { return last.seconds }
-        let seconds = try await pool.withConnection { connection in
+func replicaLag(of pool: PostgresPool) -> Recent<Double?> {
+    Recent(maxAge: .milliseconds(250)) {
+        try await pool.withConnection { connection in
             try await connection.query(
                 """
                 SELECT CASE WHEN NOT pg_is_in_recovery() THEN NULL
@@ -25,8 +16,6 @@ final class ReplicaLag: Sendable {
                             ELSE greatest(0, extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp()))::float8 END
                 """)[0].decode(Double?.self, at: 0)
         }
-        measured.withLock { $0 = (now, seconds) }
-        return seconds
     }
 }
 
@@ -34,11 +23,11 @@ final class ReplicaLag: Sendable {
 /// standby: how old the data may be.
 struct DataAgeMiddleware: RouterMiddleware {
     typealias Context = AppRequestContext
-    let lag: ReplicaLag
+    let lag: Recent<Double?>
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var response = try await next(request, context)
-        if let seconds = try? await lag.seconds() {
+        if let seconds = try? await lag.value() {  // nil: a primary, or not measured
             response.headers[.dataAge] = String(Int(seconds.rounded(.up)))
         }
         return response

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// `techbank backup` while writers post transfers, then `techbank restore` into a new directory

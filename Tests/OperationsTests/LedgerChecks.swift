@@ -1,5 +1,6 @@
 import Foundation
 import Postgres
+import TestSupport
 
 /// Checks of the ledger in an embedded cluster, read with SQL as its superuser while the server runs.
 enum LedgerChecks {

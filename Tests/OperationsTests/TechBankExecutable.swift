@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 
 /// The real `techbank` executable these tests run. `swift test` builds every product of the
 /// package, so it normally sits next to the test bundle; if it does not (a test binary run on its

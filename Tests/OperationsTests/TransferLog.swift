@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 
 /// What the writers were told about each transfer: acknowledged (201 or 200 with its fields),
 /// refused (a 4xx other than a conflict), in doubt (no answer or a 5xx: it may or may not have

@@ -102,7 +102,7 @@ struct ConsoleBrowserTests {
                     "base": "http://127.0.0.1:\(port)", "output": output.path, "xss_title": xssTitle,
                     "committee": try key(.committee), "institute": institute, "sub_park": try key(.subPark),
                 ]
-                let (status, printed) = try await Self.run(["python3", Self.root.appendingPathComponent("Tests/Browser/console.py").path,
+                let (status, printed) = try await ChildProcess.run(["/usr/bin/env", "python3", Self.root.appendingPathComponent("Tests/Browser/console.py").path,
                                                             String(decoding: try JSONSerialization.data(withJSONObject: setup), as: UTF8.self)])
                 #expect(status == 0, "the browser test failed:\n\(printed)")
                 print(printed)
@@ -114,19 +114,5 @@ struct ConsoleBrowserTests {
                 #expect(decisions == [["approve", "Cross-border terms reviewed by the committee."]])
             }
         }
-    }
-
-    /// Runs `arguments` to the end; its exit status and everything it printed.
-    static func run(_ arguments: [String]) async throws -> (Int32, String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let printed = try await Task.detached { String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) }.value
-        await Task.detached { process.waitUntilExit() }.value
-        return (process.terminationStatus, printed)
     }
 }

@@ -27,11 +27,7 @@ struct DatabaseOutageTests {
         try await Schema.migrate(pool)
 
         try await withAPI(on: pool) { api in
-            let payer = try await api.createOrganization("Payer", kind: "enterprise")
-            let payee = try await api.createOrganization("Payee", kind: "enterprise")
-            let from = try await api.createAccount(for: payer, funded: 1_000)
-            let to = try await api.createAccount(for: payee)
-            #expect(try await api.call(.get, "/readyz", key: nil).status == .ok)
+            let (payer, from, to) = try await payerAndPayee(api)
 
             switch outage {
             case .stopped: try await cluster.stop()
@@ -74,11 +70,7 @@ struct DatabaseOutageTests {
                 try await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", [database])
             }
             try await withAPI(on: pool) { api in
-                let payer = try await api.createOrganization("Payer", kind: "enterprise")
-                let payee = try await api.createOrganization("Payee", kind: "enterprise")
-                let from = try await api.createAccount(for: payer, funded: 1_000)
-                let to = try await api.createAccount(for: payee)
-                #expect(try await api.call(.get, "/readyz", key: nil).status == .ok)
+                let (payer, from, to) = try await payerAndPayee(api)
 
                 try await failover(readOnly: true)
                 let ready = try await withinLiveness { try await api.call(.get, "/readyz", key: nil) }
@@ -95,6 +87,16 @@ struct DatabaseOutageTests {
                 #expect(try await api.balances(from) == [250, 1_000, 0, 0])
             }
         }
+    }
+
+    /// A payer with 1,000 in its account, an empty account of a payee, and the server ready.
+    private func payerAndPayee(_ api: API) async throws -> (payer: Org, from: String, to: String) {
+        let payer = try await api.createOrganization("Payer", kind: "enterprise")
+        let payee = try await api.createOrganization("Payee", kind: "enterprise")
+        let from = try await api.createAccount(for: payer, funded: 1_000)
+        let to = try await api.createAccount(for: payee)
+        #expect(try await api.call(.get, "/readyz", key: nil).status == .ok)
+        return (payer, from, to)
     }
 
     /// Whether `/readyz` answers 200 within 30 s (polled every 100 ms).

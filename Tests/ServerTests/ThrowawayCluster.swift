@@ -39,13 +39,11 @@ struct ThrowawayCluster: Sendable {
         let standby = try ThrowawayCluster(port: port)
         try FileManager.default.createDirectory(atPath: standby.directory + "/data", withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: cluster.binDirectory + "/pg_basebackup")
-        process.arguments = ["--dbname=\(cluster.conninfo(database: "postgres"))", "--pgdata=\(standby.directory)/data",
-                             "--write-recovery-conf", "--wal-method=stream", "--checkpoint=fast", "--no-manifest"]
-        try process.run()
-        await Task.detached { process.waitUntilExit() }.value
-        #expect(process.terminationStatus == 0, "pg_basebackup failed")
+        let (status, printed) = try await ChildProcess.run([
+            cluster.binDirectory + "/pg_basebackup", "--dbname=\(cluster.conninfo(database: "postgres"))", "--pgdata=\(standby.directory)/data",
+            "--write-recovery-conf", "--wal-method=stream", "--checkpoint=fast", "--no-manifest",
+        ])
+        #expect(status == 0, "pg_basebackup failed:\n\(printed)")
         try await standby.start()
         return standby
     }

@@ -4,14 +4,14 @@ import Foundation
 import Glibc
 #endif
 
-/// A program started with `posix_spawn`, its output (stdout and stderr) going to a file, so that
+/// A program started with `posix_spawn` (`argv[0]` is a path: no `PATH` search), its output (stdout and stderr) going to a file, so that
 /// no pipe can fill up or be inherited by the PostgreSQL server it may start.
-struct ChildProcess: Sendable {
-    let pid: pid_t
-    let outputPath: String
+public struct ChildProcess: Sendable {
+    public let pid: pid_t
+    public let outputPath: String
 
     /// Starts `argv` with this process's environment plus `environment`.
-    static func launch(_ argv: [String], environment: [String: String] = [:], outputPath: String) throws -> ChildProcess {
+    public static func launch(_ argv: [String], environment: [String: String] = [:], outputPath: String) throws -> ChildProcess {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -30,7 +30,7 @@ struct ChildProcess: Sendable {
     }
 
     /// Runs `argv` to completion; returns its exit code (128 + signal if killed) and output.
-    static func run(_ argv: [String], environment: [String: String] = [:]) async throws -> (exitCode: Int32, output: String) {
+    public static func run(_ argv: [String], environment: [String: String] = [:]) async throws -> (exitCode: Int32, output: String) {
         let outputPath = NSTemporaryDirectory() + "techbank-ops-\(UUID().uuidString).out"
         defer { removeIfPresent(outputPath) }
         let child = try launch(argv, environment: environment, outputPath: outputPath)
@@ -38,10 +38,10 @@ struct ChildProcess: Sendable {
         return (exitCode, child.output)
     }
 
-    var output: String { String(decoding: FileManager.default.contents(atPath: outputPath) ?? Data(), as: UTF8.self) }
+    public var output: String { String(decoding: FileManager.default.contents(atPath: outputPath) ?? Data(), as: UTF8.self) }
 
     /// The exit code if the program has ended (and is now reaped), nil while it runs.
-    func exitCodeIfEnded() throws -> Int32? {
+    public func exitCodeIfEnded() throws -> Int32? {
         var status: Int32 = 0
         let result = waitpid(pid, &status, WNOHANG)
         if result == 0 { return nil }
@@ -50,7 +50,7 @@ struct ChildProcess: Sendable {
     }
 
     /// Waits for the program to end, polling; kills it if it runs past `limitSeconds`.
-    func waitForExit(limitSeconds: Int) async throws -> Int32 {
+    public func waitForExit(limitSeconds: Int) async throws -> Int32 {
         for _ in 0..<(limitSeconds * 20) {
             if let code = try exitCodeIfEnded() { return code }
             try await Task.sleep(for: .milliseconds(50))
@@ -60,7 +60,7 @@ struct ChildProcess: Sendable {
     }
 
     /// SIGKILL, then reap, so no zombie is left behind.
-    func killAndReap() {
+    public func killAndReap() {
         kill(pid, SIGKILL)
         var status: Int32 = 0
         while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
@@ -68,12 +68,12 @@ struct ChildProcess: Sendable {
 }
 
 /// A failure of the test harness itself (a process that would not start, a server never ready).
-struct HarnessError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+public struct HarnessError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }
 
-func removeIfPresent(_ path: String) {
+public func removeIfPresent(_ path: String) {
     guard FileManager.default.fileExists(atPath: path) else { return }
     do { try FileManager.default.removeItem(atPath: path) } catch { print("warning: could not remove \(path): \(error)") }
 }
