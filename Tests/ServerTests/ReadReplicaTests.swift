@@ -20,7 +20,7 @@ struct ReadReplicaTests {
          "/v1/audit/proofs/inclusion?seq=0&size=\(size)", "/v1/audit/proofs/consistency?from=1&to=\(size)"]
     }
 
-    @Test("reports, searches, activity and the audit log come from the standby with Data-Age, the same figures as the primary once it caught up; writes stay on the primary; a lagging standby's Data-Age grows")
+    @Test("reports, searches, activity and the audit log come from the standby with Data-Age, under each caller's rules, the same figures as the primary once it caught up; writes stay on the primary; a lagging standby's Data-Age grows")
     func readsFromAStandby() async throws {
         let primary = try ThrowawayCluster(port: 5440)
         defer { primary.destroy() }
@@ -55,7 +55,10 @@ struct ReadReplicaTests {
             let committee = try await api.createOrganization("Committee", kind: "committee")
             let park = try await api.createOrganization("Park", kind: "sub_park")
             let lab = try await api.createOrganization("Lab", kind: "institute", subParkID: park.id)
-            #expect(try await api.call(.post, "/v1/technologies", key: lab.key, json: technologyBody()).status == .created)
+            let registered = try await api.call(.post, "/v1/technologies", key: lab.key, json: technologyBody())
+            #expect(registered.status == .created)
+            let technologyID = try #require(registered.json["id"].string)
+            let outsider = try await api.createOrganization("Outsider", kind: "enterprise")
             let payer = try await api.createOrganization("Payer", kind: "enterprise")
             let payee = try await api.createOrganization("Payee", kind: "enterprise")
             let from = try await api.createAccount(for: payer, funded: 1_000)
@@ -75,6 +78,17 @@ struct ReadReplicaTests {
 
             let found = try await api.call(.get, "/v1/technologies?q=beamforming", key: committee.key)
             #expect(found.json["data"].array.count == 1, "the standby's search finds the technology registered on the primary: \(found)")
+
+            // A tenant reads the standby under the same rules as the primary: the lab's unlisted
+            // technology, the committee's reports, another sub-park's activity, the lab's events.
+            let search = try await api.call(.get, "/v1/technologies?q=beamforming", key: outsider.key)
+            #expect(search.status == .ok && search.json["data"].array.isEmpty && search.headers[.dataAge] == "0", "\(search)")
+            expectProblem(try await api.call(.get, "/v1/reports/deals", key: outsider.key), .forbidden, "forbidden")
+            expectProblem(try await api.call(.get, "/v1/sub-parks/\(park.id)/activity", key: outsider.key), .notFound, "not_found")
+            let events = try await api.call(.get, "/v1/audit/events?limit=200", key: outsider.key)
+            #expect(events.status == .ok && !events.json["data"].array.isEmpty)
+            #expect(events.json["data"].array.allSatisfy { $0["subject_id"].string != technologyID && $0["subject_id"].string != lab.id },
+                    "an outsider reads only its own events from the standby")
 
             // The standby stops replaying: its reports miss the newest transfer, and say how old they are.
             try await onStandby { _ = try await $0.query("SELECT pg_wal_replay_pause()") }
