@@ -89,8 +89,10 @@ struct EmbeddedPostgresTests {
         try await cluster.stop(logger: TestDatabase.logger)
         // As right after a SIGKILL: postmaster.pid names a `postgres` process working in the data
         // directory that still lives for a moment, but no longer answers.
+        // A link, not a copy: a copy is written through a descriptor that a process forked at that
+        // moment by a concurrent test may still hold, and running it then fails with ETXTBSY.
         let dying = directory + "/postgres"
-        try FileManager.default.copyItem(atPath: "/bin/sleep", toPath: dying)
+        try FileManager.default.createSymbolicLink(atPath: dying, withDestinationPath: "/bin/sleep")
         let process = Process()
         process.executableURL = URL(fileURLWithPath: dying)
         process.arguments = ["2"]
